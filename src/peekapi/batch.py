@@ -1,0 +1,64 @@
+"""Batches: tracked events encoded into wire bodies, capped in count and in bytes, each with its own id."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .event import DroppedEvent, encode_event
+
+logger = logging.getLogger("peekapi")
+
+
+@dataclass
+class Batch:
+    """One POST body: a JSON array of ``count`` events, and the idempotency key it carries on every attempt."""
+
+    batch_id: str
+    body: bytes
+    count: int
+    attempts: int = 0
+
+    @classmethod
+    def of(cls, encoded: list[bytes], batch_id: str | None = None) -> Batch:
+        """Assemble a batch from encoded events (a fresh id unless one is given)."""
+        return cls(batch_id or uuid.uuid4().hex, b"[" + b",".join(encoded) + b"]", len(encoded))
+
+
+def build_batches(
+    items: Iterable[tuple[object, float]],
+    *,
+    max_count: int,
+    max_bytes: int,
+    max_event_bytes: int,
+    on_drop: Callable[[str, int], None],
+) -> list[Batch]:
+    """Encode ``items`` (event, tracked-at) into batches of at most ``max_count`` events and ``max_bytes``.
+
+    An event that cannot be encoded is dropped alone: ``on_drop(reason, 1)`` is called and the others go on.
+    Never raises for bad events.
+    """
+    batches: list[Batch] = []
+    current: list[bytes] = []
+    size = 2
+    for raw, tracked_at in items:
+        try:
+            encoded = encode_event(raw, tracked_at, max_event_bytes)
+        except DroppedEvent as exc:
+            logger.warning("peekapi: event dropped (%s): %s", exc.reason, exc)
+            on_drop(exc.reason, 1)
+            continue
+        except Exception as exc:  # a user object whose __str__ raises, say: drop that event only
+            logger.warning("peekapi: event dropped (invalid): %s: %s", type(exc).__name__, exc)
+            on_drop("invalid", 1)
+            continue
+        if current and (len(current) >= max_count or size + 1 + len(encoded) > max_bytes):
+            batches.append(Batch.of(current))
+            current, size = [], 2
+        current.append(encoded)
+        size += len(encoded) + 1
+    if current:
+        batches.append(Batch.of(current))
+    return batches

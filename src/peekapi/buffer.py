@@ -1,0 +1,128 @@
+"""The in-memory buffer: the only thing the request path touches.
+
+``EventBuffer.offer`` is O(1), takes no lock (``deque.append`` is atomic), does no I/O and never raises.
+``Doorbell`` wakes a worker thread without a lock either, so a signal handler that interrupts ``track()``
+mid-way can still ring it without deadlocking.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import select
+import socket
+import time
+
+
+class Counter:
+    """A lock-free counter safe to bump from any thread and from a signal handler (``next()`` is atomic)."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self) -> None:
+        self._count = itertools.count(1)
+
+    def bump(self) -> None:
+        """Add one. Never raises, never blocks."""
+        next(self._count)
+
+    @property
+    def value(self) -> int:
+        """The number of bumps so far."""
+        return int(repr(self._count)[6:-1]) - 1
+
+
+class Doorbell:
+    """A wake-up call between threads built on a socket pair: ``ring()`` takes no lock and never blocks.
+
+    ``wait(timeout)`` blocks the one waiting thread until a ring or the timeout, and swallows pending rings.
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def ring(self) -> None:
+        """Wake the waiter. Never raises, never blocks (a full socket already means a pending wake-up)."""
+        with contextlib.suppress(OSError):
+            self._writer.send(b"\0")
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for a ring; True if rung. Only one thread may wait."""
+        try:
+            ready, _, _ = select.select([self._reader], [], [], max(timeout, 0.0))
+        except (OSError, ValueError):
+            time.sleep(min(max(timeout, 0.0), 0.05))
+            return False
+        if not ready:
+            return False
+        try:
+            while self._reader.recv(4096):
+                pass
+        except OSError:
+            pass
+        return True
+
+    def close(self) -> None:
+        """Release both sockets. Never raises."""
+        for sock in (self._reader, self._writer):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+class EventBuffer:
+    """Bounded FIFO of ``(event, tracked_at)`` pairs with a lock-free ``offer``.
+
+    ``capacity`` bounds the events held in memory, together with ``held_elsewhere`` (events the worker holds
+    in batches not yet sent), which the worker keeps current.
+    """
+
+    __slots__ = (
+        "_items",
+        "batch_size",
+        "capacity",
+        "dropped_full",
+        "held_elsewhere",
+        "taken",
+        "wake_pending",
+    )
+
+    def __init__(self, capacity: int, batch_size: int) -> None:
+        self._items: collections.deque[tuple[object, float]] = collections.deque()
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.held_elsewhere = 0
+        self.taken = 0
+        self.wake_pending = False
+        self.dropped_full = Counter()
+
+    def offer(self, event: object, now: float) -> bool:
+        """Append ``event``; return True when the worker should be woken (a full batch is waiting).
+
+        Returns True once per wake-up: the worker clears ``wake_pending`` when it wakes. When memory is full
+        the event is not kept and ``dropped_full`` is bumped. O(1), lock-free, never raises.
+        """
+        items = self._items
+        if len(items) + self.held_elsewhere >= self.capacity:
+            self.dropped_full.bump()
+        else:
+            items.append((event, now))
+            if len(items) < self.batch_size:
+                return False
+        if self.wake_pending:
+            return False
+        self.wake_pending = True
+        return True
+
+    def take(self, limit: int) -> list[tuple[object, float]]:
+        """Remove and return up to ``limit`` of the oldest events. Called by one worker thread only."""
+        items = self._items
+        count = min(limit, len(items))
+        taken = [items.popleft() for _ in range(count)]
+        self.taken += count
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,165 @@
+"""``PeekApiClient``: the facade that wires buffer, worker, transport, spool and lifecycle together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import lifecycle
+from .buffer import Counter, EventBuffer
+from .config import DEFAULT_EXIT_TIMEOUT, Options, Settings, resolve_options
+from .event import RequestEvent
+from .spool import Spool
+from .stats import Stats, StatsSnapshot
+from .transport import HttpTransport
+from .worker import Worker
+
+logger = logging.getLogger("peekapi")
+
+DEFAULT_FLUSH_TIMEOUT = 10.0
+
+
+class PeekApiClient:
+    """Buffers request events and delivers them, batched, to the ingestion endpoint.
+
+    ``PeekApiClient(options)`` validates ``options`` (an ``Options`` or a dict) and raises ``ValueError`` for
+    anything wrong. It then starts two daemon threads, recovers what an earlier run left in the spool, and
+    registers itself to flush at interpreter exit, on SIGTERM/SIGINT (when created on the main thread) and
+    to keep working in a forked child. ``track()`` is safe and cheap from any thread or event loop.
+    """
+
+    def __init__(self, options: Options | Mapping[str, Any] | None = None) -> None:
+        self._settings = resolve_options(options)
+        if self._settings.debug:
+            _enable_debug_logging()
+        self._stats = Stats()
+        self._closed_drops = Counter()
+        self._closed = False
+        self._shutdown_lock = threading.Lock()
+        self._shutdown_done = threading.Event()
+        self._spool = Spool(self._settings.storage_dir, self._settings.max_storage_bytes)
+        self._pid = os.getpid()
+        self._buffer, self._worker = self._make_worker()
+        self._worker.start()
+        lifecycle.register(self, DEFAULT_EXIT_TIMEOUT, self._settings.handle_signals)
+        logger.debug(
+            "peekapi: client started for %s (spool: %s)",
+            self._settings.endpoint.origin,
+            self._settings.storage_dir,
+        )
+
+    def _make_worker(self) -> tuple[EventBuffer, Worker]:
+        settings = self._settings
+        buffer = EventBuffer(settings.max_buffer_size, settings.batch_size)
+        transport = HttpTransport(settings.endpoint, settings.api_key, settings.request_timeout)
+        return buffer, Worker(settings, buffer, transport, self._spool, self._stats)
+
+    @property
+    def settings(self) -> Settings:
+        """The validated configuration this client runs on."""
+        return self._settings
+
+    @property
+    def identify_consumer(self) -> Any:
+        """The user's ``identify_consumer`` callback, or None (kept for compatibility with peekapi 0.1)."""
+        return self._settings.identify_consumer
+
+    @property
+    def collect_query_string(self) -> bool:
+        """Whether middleware appends the sorted query string to the path."""
+        return self._settings.collect_query_string
+
+    def track(self, event: RequestEvent | Mapping[str, Any]) -> None:
+        """Queue one event for delivery. O(1): no I/O, no JSON, no lock. Never raises; thread-safe.
+
+        The event is validated and encoded later, in the background: a malformed one is dropped alone (and
+        counted). Events tracked after ``shutdown()`` are dropped and counted as ``closed``.
+        """
+        try:
+            if self._closed:
+                self._closed_drops.bump()
+                return
+            if type(event) is dict:
+                event = event.copy()
+            if self._buffer.offer(event, time.time()):
+                self._worker.wake()
+        except Exception:  # pragma: no cover - defensive: track() must never raise into the app
+            logger.exception("peekapi: track() failed")
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver everything tracked so far; True when it was all handled within ``timeout`` seconds.
+
+        Handled means delivered, or spooled to disk when the endpoint keeps failing, or dropped as final.
+        Interrupts a retry wait. Blocks up to ``timeout`` (default 10 s). Never raises; thread-safe.
+        """
+        if self._closed:
+            return self._shutdown_done.is_set()
+        try:
+            return self._worker.flush(DEFAULT_FLUSH_TIMEOUT if timeout is None else timeout)
+        except Exception:  # pragma: no cover - defensive
+            logger.exception("peekapi: flush() failed")
+            return False
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver everything buffered, spool what cannot be delivered by the deadline, and stop.
+
+        ``timeout`` defaults to the ``shutdown_timeout`` option (5 s). Idempotent: a second call waits for
+        the first. Returns True when nothing was left undelivered-and-unspooled. Never raises; thread-safe.
+        """
+        limit = self._settings.shutdown_timeout if timeout is None else timeout
+        if not self._shutdown_lock.acquire(blocking=False):
+            return self._shutdown_done.wait(limit + 2.0)
+        try:
+            self._closed = True
+            finished = self._worker.stop(time.monotonic() + limit)
+            lifecycle.unregister(self)
+            closed = self._closed_drops.value
+            if closed:
+                self._stats.drop("closed", closed)
+            stats = self.stats()
+            logger.debug("peekapi: shut down: %s", stats)
+            return finished and stats["queue_depth"] == 0 and stats["in_flight"] == 0
+        except Exception:  # pragma: no cover - defensive
+            logger.exception("peekapi: shutdown() failed")
+            return False
+        finally:
+            self._shutdown_done.set()
+
+    def stats(self) -> StatsSnapshot:
+        """Counters since start: tracked, sent, retried, spooled, recovered, dropped by reason, queue depth."""
+        buffer = self._buffer
+        queued = len(buffer)
+        return self._stats.snapshot(
+            tracked=buffer.taken + queued + buffer.dropped_full.value + self._closed_drops.value,
+            queue_depth=queued,
+            in_flight=self._worker.in_flight,
+        )
+
+    # -- lifecycle hooks (called by peekapi.lifecycle) ----------------------------------------------------
+
+    def _on_exit(self, timeout: float) -> None:
+        self.shutdown(min(timeout, self._settings.shutdown_timeout))
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh buffer, worker and connection; the parent sends what it had buffered."""
+        self._pid = os.getpid()
+        self._shutdown_lock = threading.Lock()
+        self._shutdown_done = threading.Event()
+        self._stats = Stats()
+        self._closed_drops = Counter()
+        self._buffer, self._worker = self._make_worker()
+        if not self._closed:
+            self._worker.start()
+
+
+def _enable_debug_logging() -> None:
+    peek = logging.getLogger("peekapi")
+    peek.setLevel(logging.DEBUG)
+    if not peek.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        peek.addHandler(handler)

@@ -1,0 +1,98 @@
+"""The only home of process-lifecycle hooks: atexit, SIGTERM/SIGINT, and fork.
+
+Clients are held weakly: a client that is garbage-collected is forgotten. The hooks call two methods of a
+client: ``_on_exit(timeout)`` (deliver or spool what is buffered, within ``timeout``) and ``_after_fork()``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import threading
+import weakref
+from types import FrameType
+from typing import Protocol
+
+logger = logging.getLogger("peekapi")
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Managed(Protocol):
+    """What the lifecycle hooks need of a client."""
+
+    def _on_exit(self, timeout: float) -> None: ...
+    def _after_fork(self) -> None: ...
+
+
+_clients: weakref.WeakSet[Managed] = weakref.WeakSet()
+_installed = False
+
+
+def register(client: Managed, exit_timeout: float, signals: bool) -> None:
+    """Make ``client`` flush at interpreter exit and on SIGTERM/SIGINT, and survive fork.
+
+    Signal handlers are installed only when called from the main thread (elsewhere only atexit applies); each
+    chains to the handler that was there before. Never raises.
+    """
+    global _installed
+    _clients.add(client)
+    if not _installed:
+        _installed = True
+        atexit.register(_at_exit, exit_timeout)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+    if signals and threading.current_thread() is threading.main_thread():
+        ref = weakref.ref(client)
+        for signum in SIGNALS:
+            _chain(signum, ref, exit_timeout)
+
+
+def unregister(client: Managed) -> None:
+    """Forget ``client`` (after its shutdown). Its signal handlers stay installed but only chain onwards."""
+    _clients.discard(client)
+
+
+def _at_exit(timeout: float) -> None:
+    for client in list(_clients):
+        try:
+            client._on_exit(timeout)
+        except Exception:
+            logger.exception("peekapi: flushing at exit failed")
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_clients):
+        try:
+            client._after_fork()
+        except Exception:
+            logger.exception("peekapi: resetting the client after fork failed")
+
+
+def _chain(signum: int, ref: weakref.ref[Managed], timeout: float) -> None:
+    try:
+        previous = signal.getsignal(signum)
+    except (ValueError, OSError):
+        return
+
+    def handler(received: int, frame: FrameType | None) -> None:
+        client = ref()
+        if client is not None and client in _clients:
+            try:
+                client._on_exit(timeout)
+            except Exception:
+                logger.exception("peekapi: flushing on signal %d failed", received)
+        if callable(previous):
+            previous(received, frame)
+        elif previous == signal.SIG_IGN:
+            return
+        else:  # SIG_DFL, or a handler installed from C (None): restore it and let the signal do its job
+            signal.signal(received, signal.SIG_DFL)
+            os.kill(os.getpid(), received)
+
+    try:
+        signal.signal(signum, handler)
+    except (ValueError, OSError) as exc:
+        logger.debug("peekapi: could not install a handler for signal %d: %s", signum, exc)

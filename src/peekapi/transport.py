@@ -1,0 +1,186 @@
+"""The network: one kept-alive HTTP connection, ``send(batch) -> SendResult``, and the retry policy.
+
+``HttpTransport`` is used by one thread at a time (the sender). ``abort()`` may be called from any thread to cut
+a request short at shutdown. Nothing here raises into the caller: every failure is a ``SendResult``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import http.client
+import random
+import socket
+import ssl
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Literal
+
+from ._version import __version__
+from .endpoint import Endpoint, check_address
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 5
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 300.0
+GZIP_MIN_BYTES = 1024
+MAX_RESPONSE_BYTES = 65_536
+USER_AGENT = f"peekapi-python/{__version__}"
+
+Outcome = Literal["delivered", "retry", "rejected"]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one attempt: ``delivered`` (2xx), ``retry`` (may succeed later) or ``rejected`` (final)."""
+
+    outcome: Outcome
+    status: int | None = None
+    retry_after: float | None = None
+    detail: str = ""
+
+
+def backoff_delay(attempt: int, base: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: exponential with jitter, or the server's Retry-After.
+
+    ``attempt`` counts failed attempts so far (1 after the first). Retry-After wins when given (capped at
+    five minutes); otherwise ``base * 2**(attempt-1)`` capped at 30 s, scaled by a random factor in [0.5, 1].
+    """
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+    delay: float = min(base * (2.0 ** (attempt - 1)), MAX_BACKOFF)
+    return delay * random.uniform(0.5, 1.0)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), or None if absent or invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(moment.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+class HttpTransport:
+    """POSTs batches to one endpoint over one reused connection (HTTP/1.1 keep-alive).
+
+    Compresses with gzip only after the server said it accepts it (``Accept-Encoding: gzip`` in a response).
+    Host names are resolved at connect time and every address is checked (see ``endpoint.check_address``).
+    """
+
+    def __init__(self, endpoint: Endpoint, api_key: str, timeout: float) -> None:
+        self._endpoint = endpoint
+        self._api_key = api_key
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._gzip = False
+        self._context: ssl.SSLContext | None = None
+
+    def send(self, batch_id: str, body: bytes) -> SendResult:
+        """POST one batch body with its id. Blocks up to about twice the timeout. Never raises."""
+        headers = {
+            "Content-Type": "application/json",
+            "x-api-key": self._api_key,
+            "x-peekapi-sdk": f"python/{__version__}",
+            "x-peekapi-batch-id": batch_id,
+            "User-Agent": USER_AGENT,
+        }
+        if self._gzip and len(body) >= GZIP_MIN_BYTES:
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+            body = compressor.compress(body) + compressor.flush()
+            headers["Content-Encoding"] = "gzip"
+        reused = self._conn is not None
+        try:
+            return self._exchange(body, headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            self.close()
+            if not reused:
+                return SendResult("retry", detail=_describe(exc))
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.close()
+            return SendResult("retry", detail=_describe(exc))
+        # A kept-alive connection the server had already closed: one immediate try on a fresh one.
+        try:
+            return self._exchange(body, headers)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            self.close()
+            return SendResult("retry", detail=_describe(exc))
+
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> SendResult:
+        conn = self._conn or self._connect()
+        conn.request("POST", self._endpoint.target, body=body, headers=headers)
+        response = conn.getresponse()
+        response.read(MAX_RESPONSE_BYTES)
+        if response.will_close or not response.isclosed():
+            self.close()
+        accept = response.getheader("Accept-Encoding") or ""
+        if "gzip" in accept.lower():
+            self._gzip = True
+        status = response.status
+        if 200 <= status < 300:
+            return SendResult("delivered", status)
+        detail = f"HTTP {status} {response.reason}".strip()
+        if status in RETRYABLE_STATUSES:
+            return SendResult("retry", status, parse_retry_after(response.getheader("Retry-After")), detail)
+        return SendResult("rejected", status, None, detail)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        endpoint = self._endpoint
+        conn: http.client.HTTPConnection
+        if endpoint.scheme == "https":
+            if self._context is None:
+                self._context = ssl.create_default_context()
+            conn = http.client.HTTPSConnection(
+                endpoint.host, endpoint.port, timeout=self._timeout, context=self._context
+            )
+        else:
+            conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self._timeout)
+        # http.client calls this hook to open the socket; ours checks every resolved address first.
+        conn._create_connection = self._open_socket  # type: ignore[attr-defined]
+        self._conn = conn
+        return conn
+
+    def _open_socket(
+        self, address: tuple[str, int], timeout: float | None = None, source: object = None
+    ) -> socket.socket:
+        host, port = address
+        last: OSError | None = None
+        for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+            check_address(self._endpoint, str(sockaddr[0]))
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(timeout if timeout is not None else self._timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.connect(sockaddr)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            return sock
+        raise last or OSError(f"could not resolve {host}")
+
+    def abort(self) -> None:
+        """Cut the current request short (from another thread, at shutdown). Never raises."""
+        conn = self._conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the connection; the next send opens a new one. Never raises."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

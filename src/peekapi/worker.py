@@ -1,0 +1,361 @@
+"""The background worker: batching, timing, retries, spooling and recovery. Knows nothing of HTTP.
+
+Two daemon threads per process:
+
+- the *batcher* takes events from the buffer when ``batch_size`` are waiting or ``flush_interval`` has passed,
+  encodes them into batches, and hands them to the sender, or to the spool when the sender is too far behind
+  (memory is bounded by ``max_buffer_size``);
+- the *sender* delivers batches through a transport (anything with ``send(batch_id, body) -> SendResult``),
+  retrying with backoff, spooling a batch after ``MAX_ATTEMPTS`` failures, and re-sending spooled batches.
+
+Threads wake each other with ``Doorbell``s (no locks), so ``flush()`` and ``stop()`` are safe from a signal
+handler. Waits are interruptible by ``flush()`` (retry now) and ``stop()`` (deadline).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .batch import Batch, build_batches
+from .buffer import Doorbell, EventBuffer
+from .config import Settings
+from .spool import Claim, Spool
+from .stats import Stats
+from .transport import MAX_ATTEMPTS, SendResult, backoff_delay
+
+logger = logging.getLogger("peekapi")
+
+RECOVERY_INTERVAL = 30.0
+JOIN_GRACE = 1.0
+
+
+class Transport(Protocol):
+    """What the worker needs of the network."""
+
+    def send(self, batch_id: str, body: bytes) -> SendResult: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class DeliveryError(Exception):
+    """Passed to ``on_error`` when a batch is rejected (final) or could not be delivered and was spooled."""
+
+    def __init__(self, message: str, status: int | None, events: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.events = events
+
+
+class Worker:
+    """Owns the two threads. ``start``/``flush``/``stop`` may be called from any thread; see each method."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        buffer: EventBuffer,
+        transport: Transport,
+        spool: Spool,
+        stats: Stats,
+    ) -> None:
+        self._settings = settings
+        self._buffer = buffer
+        self._transport = transport
+        self._spool = spool
+        self._stats = stats
+        self._batcher_bell = Doorbell()
+        self._sender_bell = Doorbell()
+        self._outbox: collections.deque[Batch | threading.Event] = collections.deque()
+        self._outbox_cap = max(settings.batch_size, settings.max_buffer_size // 2)
+        self._put_events = 0  # written by the batcher only
+        self._got_events = 0  # written by the sender only
+        self._flush_requests: collections.deque[threading.Event] = collections.deque()
+        self._hurry = False
+        self._closing = False
+        self._deadline = float("inf")
+        self._batcher_done = False
+        self._down = False
+        self._failures = 0
+        self._next_recovery = 0.0
+        self._reported_full = 0
+        self._threads: list[threading.Thread] = []
+
+    # -- control, from any thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start both threads (idempotent). Never raises."""
+        if self._threads:
+            return
+        self._threads = [
+            threading.Thread(target=self._guard(self._batch_loop), name="peekapi-batcher", daemon=True),
+            threading.Thread(target=self._guard(self._send_loop), name="peekapi-sender", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def wake(self) -> None:
+        """Tell the batcher a full batch is waiting. Lock-free; safe on the request path."""
+        self._batcher_bell.ring()
+
+    def flush(self, timeout: float) -> bool:
+        """Send (or spool, if the endpoint fails) everything buffered now; True if done within ``timeout``.
+
+        Interrupts a retry backoff so the next attempt is made at once.
+        """
+        marker = threading.Event()
+        self._flush_requests.append(marker)
+        self._hurry = True
+        self._batcher_bell.ring()
+        self._sender_bell.ring()
+        return marker.wait(timeout)
+
+    def stop(self, deadline: float) -> bool:
+        """Deliver everything, then stop both threads; what is not delivered by ``deadline`` is spooled.
+
+        ``deadline`` is a ``time.monotonic()`` value. Returns True if everything was delivered or spooled and
+        both threads ended. Blocks until about ``deadline`` plus one second at most.
+        """
+        self._deadline = deadline
+        self._closing = True
+        self._hurry = True
+        self._batcher_bell.ring()
+        self._sender_bell.ring()
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        if any(t.is_alive() for t in self._threads):
+            # Past the deadline: cut the request in flight short; the threads spool what they hold and end.
+            self._transport.abort()
+            self._sender_bell.ring()
+            self._batcher_bell.ring()
+            for thread in self._threads:
+                thread.join(JOIN_GRACE)
+        finished = not any(t.is_alive() for t in self._threads)
+        if finished:
+            self._transport.close()
+            self._batcher_bell.close()
+            self._sender_bell.close()
+        return finished
+
+    @property
+    def in_flight(self) -> int:
+        """Events batched but not yet delivered or spooled."""
+        return max(self._put_events - self._got_events, 0)
+
+    # -- the batcher ----------------------------------------------------------------------------------------
+
+    def _batch_loop(self) -> None:
+        interval = self._settings.flush_interval
+        due = time.monotonic() + interval
+        while True:
+            wait = min(due, self._deadline) - time.monotonic()
+            if wait > 0 and not (self._closing or self._flush_requests):
+                self._batcher_bell.wait(wait)
+            self._buffer.wake_pending = False
+            self._report_full()
+            markers = [self._flush_requests.popleft() for _ in range(len(self._flush_requests))]
+            now = time.monotonic()
+            everything = bool(markers) or self._closing or now >= due
+            if now >= due:
+                due = now + interval
+            self._drain(everything)
+            for marker in markers:
+                self._outbox.append(marker)
+            self._sender_bell.ring()
+            if self._closing and not len(self._buffer) and not self._flush_requests:
+                self._batcher_done = True
+                self._sender_bell.ring()
+                return
+
+    def _drain(self, everything: bool) -> None:
+        size = self._settings.batch_size
+        pending = len(self._buffer)
+        while pending >= size or (everything and pending > 0):
+            items = self._buffer.take(size)
+            pending -= len(items)
+            for batch in build_batches(
+                items,
+                max_count=size,
+                max_bytes=self._settings.max_batch_bytes,
+                max_event_bytes=self._settings.max_event_bytes,
+                on_drop=self._stats.drop,
+            ):
+                self._dispatch(batch)
+
+    def _dispatch(self, batch: Batch) -> None:
+        if self._past_deadline() or self.in_flight + batch.count > self._outbox_cap:
+            self._to_spool([batch])
+            return
+        self._put_events += batch.count
+        self._buffer.held_elsewhere = self.in_flight
+        self._outbox.append(batch)
+
+    def _report_full(self) -> None:
+        full = self._buffer.dropped_full.value
+        if full > self._reported_full:
+            self._stats.drop("buffer_full", full - self._reported_full)
+            self._reported_full = full
+
+    # -- the sender -----------------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self._outbox.popleft() if self._outbox else None
+            if isinstance(item, threading.Event):
+                if not self._closing and not any(isinstance(i, threading.Event) for i in self._outbox):
+                    self._hurry = False
+                item.set()
+                continue
+            if item is not None:
+                self._got_events += item.count
+                self._buffer.held_elsewhere = self.in_flight
+                self._send_live(item)
+                continue
+            if self._closing:
+                if self._batcher_done:
+                    return
+                self._sender_bell.wait(0.05)
+                continue
+            now = time.monotonic()
+            if now >= self._next_recovery:
+                self._recover()
+                continue
+            self._sender_bell.wait(self._next_recovery - now)
+
+    def _send_live(self, batch: Batch) -> None:
+        if self._past_deadline():
+            self._to_spool([batch])
+            return
+        if self._down and not self._pause(backoff_delay(min(self._failures, 8), self._base_delay())):
+            self._to_spool([batch])
+            return
+        while True:
+            result = self._attempt(batch, recovered=False)
+            if result is None:
+                return
+            if batch.attempts >= MAX_ATTEMPTS or self._down:
+                self._give_up(batch, result)
+                return
+            if not self._pause(backoff_delay(batch.attempts, self._base_delay(), result.retry_after)):
+                self._to_spool([batch])
+                return
+
+    def _attempt(self, batch: Batch, recovered: bool) -> SendResult | None:
+        """One try. None when the batch is settled (delivered or finally rejected), else the failed result."""
+        result = self._transport.send(batch.batch_id, batch.body)
+        if result.outcome == "delivered":
+            self._stats.delivered(batch.count, recovered)
+            if self._down:
+                logger.info("peekapi: endpoint %s reachable again", self._settings.endpoint.origin)
+                self._next_recovery = 0.0
+            self._down = False
+            self._failures = 0
+            return None
+        if result.outcome == "rejected":
+            message = f"batch of {batch.count} events rejected by {self._settings.endpoint.origin}: {result.detail}"
+            logger.error("peekapi: %s; not retried", message)
+            self._stats.drop("rejected", batch.count)
+            self._report_error(DeliveryError(message, result.status, batch.count))
+            return None
+        batch.attempts += 1
+        self._failures += 1
+        self._stats.add("retried")
+        logger.info("peekapi: attempt %d to send batch %s failed: %s", batch.attempts, batch.batch_id, result.detail)
+        return result
+
+    def _give_up(self, batch: Batch, result: SendResult) -> None:
+        first = not self._down
+        self._down = True
+        message = (
+            f"could not deliver {batch.count} events to {self._settings.endpoint.origin} after "
+            f"{batch.attempts} attempts ({result.detail}); spooled to disk"
+        )
+        if first:
+            logger.warning("peekapi: %s", message)
+        self._to_spool([batch])
+        self._report_error(DeliveryError(message, result.status, batch.count))
+        # The endpoint is down: move what waits in memory to disk too, so a crash cannot lose it.
+        waiting: list[Batch] = []
+        markers: list[threading.Event] = []
+        for _ in range(len(self._outbox)):
+            item = self._outbox.popleft()
+            (markers if isinstance(item, threading.Event) else waiting).append(item)  # type: ignore[arg-type]
+        self._got_events += sum(b.count for b in waiting)
+        self._buffer.held_elsewhere = self.in_flight
+        self._to_spool(waiting)
+        for marker in markers:
+            marker.set()  # everything queued before it is on disk now
+
+    def _recover(self) -> None:
+        """Re-send one spooled file (claimed atomically, so no other process sends it too)."""
+        self._next_recovery = time.monotonic() + RECOVERY_INTERVAL
+        if not self._spool.enabled or self._down:
+            return
+        claim = self._spool.claim()
+        if claim is None:
+            return
+        self._stats.drop("spool_corrupt", claim.corrupt)
+        try:
+            self._resend(claim)
+        finally:
+            self._spool.finish(claim)
+        self._next_recovery = 0.0 if not self._down else time.monotonic() + RECOVERY_INTERVAL
+
+    def _resend(self, claim: Claim) -> None:
+        for batch in claim.batches:
+            if self._closing or self._outbox:
+                return  # live traffic and shutdown come first; the rest is released for later
+            result = self._attempt(batch, recovered=True)
+            if result is not None:
+                self._down = True
+                return
+            claim.done.add(batch.batch_id)
+
+    # -- shared helpers ------------------------------------------------------------------------------------
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless hurried by flush/stop; False if the shutdown deadline has passed."""
+        end = time.monotonic() + seconds
+        while not self._hurry:
+            remaining = min(end, self._deadline) - time.monotonic()
+            if remaining <= 0:
+                break
+            self._sender_bell.wait(remaining)
+        return not self._past_deadline()
+
+    def _past_deadline(self) -> bool:
+        return time.monotonic() >= self._deadline
+
+    def _base_delay(self) -> float:
+        return self._settings.retry_base_delay
+
+    def _to_spool(self, batches: list[Batch]) -> None:
+        written, lost, reason = self._spool.append(batches)
+        if written:
+            self._stats.add("spooled", written)
+        if lost and reason:
+            self._stats.drop(reason, lost)
+
+    def _report_error(self, error: DeliveryError) -> None:
+        callback = self._settings.on_error
+        if callback is None:
+            return
+        try:
+            callback(error)
+        except Exception:
+            logger.exception("peekapi: the on_error callback raised")
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            while True:
+                try:
+                    loop()
+                    return
+                except Exception:
+                    logger.exception("peekapi: internal error in the background worker; restarting the loop")
+                    time.sleep(0.1)
+
+        return run

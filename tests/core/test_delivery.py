@@ -1,0 +1,173 @@
+"""Delivery at the wire: batching, batch ids, headers, keep-alive, retries, final errors, gzip."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peekapi import PeekApiClient, RequestEvent, __version__
+from tests.support.ingest import Answer, IngestServer
+
+
+def event(i: int = 0, **extra: Any) -> dict[str, Any]:
+    return {"method": "get", "path": f"/items/{i}", "status_code": 200, "response_time_ms": 1.5, **extra}
+
+
+def test_events_arrive_once_with_wire_fields(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient(options)
+    client.track(event(1, consumer_id="c1", request_size=3, response_size=7))
+    client.track(RequestEvent(method="post", path="/x", status_code=201, response_time_ms=2, route="/x"))
+    assert client.flush(5)
+    events = ingest.events()
+    assert len(events) == 2
+    first, second = events
+    assert first["method"] == "GET" and first["path"] == "/items/1" and first["status_code"] == 200
+    assert first["consumer_id"] == "c1" and first["request_size"] == 3 and first["response_size"] == 7
+    assert first["timestamp"].endswith("+00:00")
+    assert "route" not in first
+    assert second["method"] == "POST" and second["route"] == "/x" and second["response_time_ms"] == 2.0
+    request = ingest.accepted()[0]
+    assert request.headers["x-api-key"] == "ak_test_123"
+    assert request.headers["x-peekapi-sdk"] == f"python/{__version__}"
+    assert request.headers["content-type"] == "application/json"
+    assert len(request.headers["x-peekapi-batch-id"]) == 32
+    assert client.shutdown(2)
+
+
+def test_batch_size_triggers_a_send_before_the_interval(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 10, "flush_interval": 60})
+    for i in range(25):
+        client.track(event(i))
+    events = ingest.wait_for(20, timeout=5)
+    assert len(events) == 20
+    assert [len(r.events) for r in ingest.accepted()] == [10, 10]
+    assert client.flush(5)
+    assert len(ingest.events()) == 25
+    client.shutdown(2)
+
+
+def test_flush_interval_sends_a_partial_batch(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "flush_interval": 0.2})
+    client.track(event())
+    assert len(ingest.wait_for(1, timeout=5)) == 1
+    client.shutdown(2)
+
+
+def test_one_connection_is_reused_across_batches(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 5})
+    for i in range(50):
+        client.track(event(i))
+    assert client.flush(5)
+    assert len(ingest.events()) == 50
+    assert len(ingest.accepted()) == 10
+    assert ingest.connections == 1
+    client.shutdown(2)
+
+
+def test_batches_are_capped_in_bytes(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 100, "max_batch_bytes": 4096})
+    for i in range(40):
+        client.track(event(i, metadata={"pad": "x" * 400}))
+    assert client.flush(5)
+    assert len(ingest.events()) == 40
+    assert all(len(r.raw) <= 4096 for r in ingest.accepted())
+    assert len(ingest.accepted()) > 1
+    client.shutdown(2)
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_retryable_statuses_are_retried_with_the_same_batch_id(
+    ingest: IngestServer, options: dict[str, Any], status: int
+) -> None:
+    ingest.plan(status, status)
+    client = PeekApiClient(options)
+    client.track(event())
+    assert client.flush(5)
+    requests = ingest.requests
+    assert [r.status for r in requests] == [status, status, 200]
+    assert len({r.batch_id for r in requests}) == 1
+    assert client.stats()["retried"] == 2
+    assert len(ingest.events()) == 1
+    client.shutdown(2)
+
+
+def test_network_errors_and_resets_are_retried(ingest: IngestServer, options: dict[str, Any]) -> None:
+    ingest.plan(Answer(reset=True), Answer(reset=True))
+    client = PeekApiClient(options)
+    client.track(event())
+    assert client.flush(5)
+    assert len(ingest.events()) == 1
+    assert len({r.batch_id for r in ingest.requests}) == 1
+    client.shutdown(2)
+
+
+def test_retry_after_is_honoured(ingest: IngestServer, options: dict[str, Any]) -> None:
+    ingest.plan(Answer(503, {"Retry-After": "1"}))
+    client = PeekApiClient({**options, "flush_interval": 0.05})
+    started = time.monotonic()
+    client.track(event())
+    events = ingest.wait_for(1, timeout=5)
+    elapsed = time.monotonic() - started
+    assert len(events) == 1
+    assert elapsed >= 0.9, elapsed
+    client.shutdown(2)
+
+
+def test_flush_interrupts_a_retry_wait(ingest: IngestServer, options: dict[str, Any]) -> None:
+    ingest.plan(Answer(503, {"Retry-After": "120"}))
+    client = PeekApiClient({**options, "flush_interval": 0.05})
+    client.track(event())
+    ingest.wait_requests(1, timeout=5)
+    started = time.monotonic()
+    assert client.flush(5)
+    assert time.monotonic() - started < 3
+    assert len(ingest.events()) == 1
+    client.shutdown(2)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
+def test_other_4xx_are_final(ingest: IngestServer, options: dict[str, Any], status: int, tmp_path: Path) -> None:
+    errors: list[Exception] = []
+    ingest.plan(status)
+    client = PeekApiClient({**options, "on_error": errors.append})
+    client.track(event())
+    assert client.flush(5)
+    assert [r.status for r in ingest.requests] == [status]
+    stats = client.stats()
+    assert stats["dropped"]["rejected"] == 1
+    assert len(errors) == 1 and str(status) in str(errors[0])
+    # Never re-sent, also not after a restart.
+    client.shutdown(2)
+    again = PeekApiClient(options)
+    assert again.flush(2)
+    time.sleep(0.3)
+    assert len(ingest.requests) == 1
+    again.shutdown(2)
+
+
+def test_gzip_only_after_the_server_asks(options: dict[str, Any]) -> None:
+    server = IngestServer(accept_gzip=True).start()
+    try:
+        client = PeekApiClient({**options, "endpoint": server.url, "batch_size": 20})
+        for i in range(60):
+            client.track(event(i, metadata={"pad": "y" * 100}))
+        assert client.flush(5)
+        encodings = [r.headers.get("content-encoding") for r in server.accepted()]
+        assert encodings[0] is None
+        assert "gzip" in encodings[1:]
+        assert len(server.events()) == 60
+        client.shutdown(2)
+    finally:
+        server.stop()
+
+
+def test_never_gzips_for_a_server_that_did_not_ask(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 20})
+    for i in range(60):
+        client.track(event(i, metadata={"pad": "y" * 100}))
+    assert client.flush(5)
+    assert all("content-encoding" not in r.headers for r in ingest.accepted())
+    client.shutdown(2)
