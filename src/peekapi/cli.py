@@ -1,0 +1,179 @@
+"""The ``peekapi`` command: run the self-hosted collector and manage its projects, ingest keys and read tokens.
+
+Standard library only at import time: the collector (``peekapi_server``, the ``server`` extra) is imported inside
+the command handlers, and when it is missing the command says which install command brings it and exits 2.
+
+    peekapi serve [--host 127.0.0.1] [--port 8787] [--database URL] [--workers N]
+    peekapi project create NAME [--raw-retention-days N] [--rollup-retention-days N] [--endpoint-cap N]
+    peekapi project list
+    peekapi key create PROJECT | key list [--project P] | key revoke ID_OR_PREFIX
+    peekapi token create PROJECT | token list [--project P] | token revoke ID_OR_PREFIX
+
+``--database`` defaults to ``$PEEKAPI_DATABASE_URL``, else a SQLite file in the per-user data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from peekapi_server.store import Store
+
+INSTALL_HINT = 'the collector is an optional extra: install it with  pip install "peekapi[server]"'
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A failure to report on stderr (without a traceback) before exiting non-zero."""
+
+
+def _import_server(module: str) -> ModuleType:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CliError(f"{INSTALL_HINT} ({exc})") from None
+
+
+def _open_store(database: str | None) -> Store:
+    config = _import_server("peekapi_server.config")
+    store_mod = _import_server("peekapi_server.store")
+    url = database or config.default_database_url()
+    try:
+        store: Store = store_mod.open_store(url)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return store
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config_mod = _import_server("peekapi_server.config")
+    uvicorn = _import_server("uvicorn")
+    url: str = args.database or config_mod.default_database_url()
+    is_sqlite = not url.startswith(("postgresql://", "postgres://"))
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if args.workers > 1 and is_sqlite:
+        raise CliError("SQLite has one writer: use --workers 1, or --database postgresql://... to scale out")
+    # Opening the store here creates or migrates the schema once, before any worker starts.
+    _open_store(url).close()
+    shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url
+    print(f"peekapi collector on http://{args.host}:{args.port} (database {shown})", file=sys.stderr)
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "access_log": False}
+    if args.workers == 1:
+        app_mod = _import_server("peekapi_server.app")
+        config = config_mod.ServerConfig(database_url=url)
+        uvicorn.run(app_mod.create_app(config), **common)
+    else:
+        os.environ[config_mod.ENV_DATABASE_URL] = url
+        uvicorn.run("peekapi_server.app:app_from_env", factory=True, workers=args.workers, **common)
+    return 0
+
+
+def _project(args: argparse.Namespace) -> int:
+    store = _open_store(args.database)
+    try:
+        if args.action == "create":
+            p = store.create_project(
+                args.name,
+                raw_retention_days=args.raw_retention_days,
+                rollup_retention_days=args.rollup_retention_days,
+                endpoint_cap=args.endpoint_cap,
+            )
+            print(f"created project {p.name!r} (id {p.id}); create an ingest key with: peekapi key create {p.name}")
+        else:
+            for p in store.list_projects():
+                print(
+                    f"{p.id}\t{p.name}\traw {p.raw_retention_days}d\trollups {p.rollup_retention_days}d"
+                    f"\tendpoint cap {p.endpoint_cap}"
+                )
+    finally:
+        store.close()
+    return 0
+
+
+def _credentials(args: argparse.Namespace) -> int:
+    kind: Literal["ingest", "read"] = "ingest" if args.command == "key" else "read"
+    label = "ingest key" if kind == "ingest" else "read token"
+    store = _open_store(args.database)
+    try:
+        if args.action == "create":
+            cred, secret = store.create_credential(args.project, kind)
+            print(secret)
+            print(f"{label} {cred.id} for project {cred.project!r}: shown once, stored only as a hash", file=sys.stderr)
+        elif args.action == "list":
+            for c in store.list_credentials(args.project, kind):
+                state = "revoked" if c.revoked_at is not None else "active"
+                print(f"{c.id}\t{c.project}\t{c.prefix}...\t{state}")
+        else:
+            c = store.revoke_credential(args.ident, kind)
+            print(f"revoked {label} {c.id} ({c.prefix}...) of project {c.project!r}")
+    finally:
+        store.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and documentation)."""
+    parser = argparse.ArgumentParser(prog="peekapi", description="PeekAPI: the self-hosted collector and its admin.")
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--database",
+        help="postgresql://... or sqlite:///path (default: $PEEKAPI_DATABASE_URL or ~/.local/share/peekapi/peekapi.db)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[db], help="run the collector")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only; default 1)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=_serve)
+
+    project = sub.add_parser("project", help="manage projects")
+    psub = project.add_subparsers(dest="action", required=True)
+    create = psub.add_parser("create", parents=[db], help="create a project")
+    create.add_argument("name")
+    create.add_argument("--raw-retention-days", type=int, default=14, help="keep raw events this long (14)")
+    create.add_argument("--rollup-retention-days", type=int, default=400, help="keep rollups this long (400)")
+    create.add_argument("--endpoint-cap", type=int, default=500, help="distinct endpoints before (other) (500)")
+    psub.add_parser("list", parents=[db], help="list projects")
+    project.set_defaults(handler=_project)
+
+    for name, label in (("key", "ingest keys"), ("token", "read tokens")):
+        cmd = sub.add_parser(name, help=f"manage {label}")
+        csub = cmd.add_subparsers(dest="action", required=True)
+        c = csub.add_parser("create", parents=[db], help="create one (printed once on stdout)")
+        c.add_argument("project")
+        ls = csub.add_parser("list", parents=[db], help=f"list {label}")
+        ls.add_argument("--project")
+        rv = csub.add_parser("revoke", parents=[db], help="revoke one by id or prefix")
+        rv.add_argument("ident", metavar="ID_OR_PREFIX")
+        cmd.set_defaults(handler=_credentials)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``peekapi`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CliError as exc:
+        print(f"peekapi: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        store_mod = sys.modules.get("peekapi_server.store")
+        if store_mod is not None and isinstance(exc, store_mod.StoreError):
+            print(f"peekapi: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

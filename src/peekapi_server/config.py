@@ -1,0 +1,69 @@
+"""ServerConfig: every collector default in one place, and where the database lives by default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DATABASE_URL = "PEEKAPI_DATABASE_URL"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: ``$XDG_DATA_HOME/peekapi`` or ``~/.local/share/peekapi``."""
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    root = Path(base) if base else Path.home() / ".local" / "share"
+    return root / "peekapi"
+
+
+def default_database_url() -> str:
+    """``$PEEKAPI_DATABASE_URL`` when set, else a SQLite file in :func:`default_data_dir`."""
+    env = os.environ.get(ENV_DATABASE_URL, "").strip()
+    if env:
+        return env
+    return f"sqlite:///{default_data_dir() / 'peekapi.db'}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Collector settings. Every field has its default here and nowhere else.
+
+    ``database_url`` is ``sqlite:///PATH`` (or a bare file path) or ``postgresql://...``.
+    Sizes are bytes, durations seconds.
+    """
+
+    database_url: str = ""
+    #: Largest request body accepted, compressed or not (413 above it).
+    max_body_bytes: int = 5 * 1024 * 1024
+    #: Largest body after gzip decompression (413 above it): the gzip-bomb guard.
+    max_decompressed_bytes: int = 20 * 1024 * 1024
+    #: Events held in memory between the ingest endpoint and the writer; a full queue answers 503.
+    queue_max_events: int = 200_000
+    #: Events written per database transaction at most.
+    writer_max_events: int = 10_000
+    #: Seconds a client is asked to wait (``Retry-After``) when the queue is full.
+    retry_after_seconds: int = 1
+    #: Seconds an ingest key or read token lookup is cached (revocation takes effect within this).
+    auth_cache_seconds: float = 5.0
+    #: Events whose timestamp is further in the past than this are clamped to it.
+    max_event_age_seconds: int = 31 * 86400
+    #: Events whose timestamp is further in the future than this are clamped to now.
+    max_clock_skew_seconds: int = 300
+    #: Seconds between runs of the retention and compaction job (0 disables the job).
+    maintenance_interval_seconds: float = 300.0
+    #: Seconds a batch id is remembered for deduplication.
+    batch_id_retention_seconds: int = 14 * 86400
+
+    def resolved_database_url(self) -> str:
+        """The database URL to use: the configured one, else :func:`default_database_url`."""
+        return self.database_url or default_database_url()
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_decompressed_bytes", "queue_max_events", "writer_max_events"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"ServerConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if self.auth_cache_seconds < 0 or self.maintenance_interval_seconds < 0:
+            raise ValueError("ServerConfig durations must not be negative")

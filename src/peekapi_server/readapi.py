@@ -1,0 +1,204 @@
+"""The read API: JSON (and CSV) endpoints the dashboard uses, each behind a project's read token.
+
+Every endpoint takes ``Authorization: Bearer <read token>`` (ingest keys are refused) and the query parameters
+``from``/``to`` (epoch seconds or ISO-8601; default the last 24 hours), ``endpoint`` (a route), ``method``,
+``consumer`` and ``status_class`` (``2``..``5`` or ``2xx``..``5xx``); see :mod:`.openapi` for each one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .events import parse_timestamp
+from .ingest import json_response
+from .runtime import Collector
+from .store import ReadQuery
+from .store.base import DAY, HOUR, MINUTE
+from .store.reads import EVENT_KEYS as EXPORT_COLUMNS
+
+MAX_LIMIT = 1000
+MAX_EXPORT = 1_000_000
+_MAX_RANGE = 400 * DAY
+
+
+class BadQuery(ValueError):
+    """A query parameter that cannot be understood; the message names it."""
+
+
+def _time(value: str, name: str) -> int:
+    if value.lstrip("-").isdigit():
+        return int(value)
+    ms = parse_timestamp(value, 0, -(2**62), 2**62)
+    if ms is None or value == "":
+        raise BadQuery(f"{name} must be epoch seconds or an ISO-8601 time, got {value!r}")
+    return ms // 1000
+
+
+def _interval(value: str | None, span: int) -> int:
+    if value is None or value == "auto":
+        return MINUTE if span <= 6 * HOUR else HOUR if span <= 8 * DAY else DAY
+    named = {"minute": MINUTE, "hour": HOUR, "day": DAY}
+    if value in named:
+        return named[value]
+    if value.isdigit() and int(value) >= MINUTE and int(value) % MINUTE == 0:
+        return int(value)
+    raise BadQuery(f"interval must be auto, minute, hour, day or a multiple of 60 seconds, got {value!r}")
+
+
+def parse_query(request: Request, default_limit: int = 100, max_limit: int = MAX_LIMIT) -> ReadQuery:
+    """A :class:`ReadQuery` from the request's query string; :class:`BadQuery` for a bad parameter."""
+    p = request.query_params
+    end = _time(p["to"], "to") if "to" in p else int(time.time()) + 1
+    start = _time(p["from"], "from") if "from" in p else end - DAY
+    if start >= end:
+        raise BadQuery("from must be before to")
+    if end - start > _MAX_RANGE:
+        raise BadQuery("the time range may span at most 400 days")
+    status_class: int | None = None
+    if "status_class" in p:
+        raw = p["status_class"].lower().removesuffix("xx")
+        if raw not in ("1", "2", "3", "4", "5"):
+            raise BadQuery(f"status_class must be 1..5 or 1xx..5xx, got {p['status_class']!r}")
+        status_class = int(raw)
+    limit = default_limit
+    if "limit" in p:
+        if not p["limit"].isdigit() or not 1 <= int(p["limit"]) <= max_limit:
+            raise BadQuery(f"limit must be an integer from 1 to {max_limit}")
+        limit = int(p["limit"])
+    return ReadQuery(
+        start=start,
+        end=end,
+        interval=_interval(p.get("interval"), end - start),
+        endpoint=p.get("endpoint") or None,
+        consumer=p.get("consumer") or None,
+        method=(p.get("method") or "").upper() or None,
+        status_class=status_class,
+        limit=limit,
+    )
+
+
+async def _authorise(request: Request) -> int | None:
+    collector: Collector = request.app.state.collector
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return await collector.read_tokens.project_for(token.strip())
+
+
+def _unauthorised() -> Response:
+    return json_response(
+        401, {"error": "a read token is required: Authorization: Bearer rt_..."}, {"www-authenticate": "Bearer"}
+    )
+
+
+async def _prepare(
+    request: Request, default_limit: int = 100, max_limit: int = MAX_LIMIT
+) -> tuple[int, ReadQuery] | Response:
+    project_id = await _authorise(request)
+    if project_id is None:
+        return _unauthorised()
+    try:
+        return project_id, parse_query(request, default_limit, max_limit)
+    except BadQuery as exc:
+        return json_response(400, {"error": str(exc)})
+
+
+async def overview(request: Request) -> Response:
+    """``GET /v1/overview``: time series and totals."""
+    prepared = await _prepare(request)
+    if isinstance(prepared, Response):
+        return prepared
+    store = request.app.state.collector.store
+    return json_response(200, await run_in_threadpool(store.overview, prepared[0], prepared[1]))
+
+
+async def endpoints(request: Request) -> Response:
+    """``GET /v1/endpoints``: the endpoints table."""
+    prepared = await _prepare(request)
+    if isinstance(prepared, Response):
+        return prepared
+    rows = await run_in_threadpool(request.app.state.collector.store.endpoints_table, prepared[0], prepared[1])
+    return json_response(200, {"endpoints": rows})
+
+
+async def consumers(request: Request) -> Response:
+    """``GET /v1/consumers``: the consumers table."""
+    prepared = await _prepare(request)
+    if isinstance(prepared, Response):
+        return prepared
+    rows = await run_in_threadpool(request.app.state.collector.store.consumers_table, prepared[0], prepared[1])
+    return json_response(200, {"consumers": rows})
+
+
+async def status_codes(request: Request) -> Response:
+    """``GET /v1/status-codes``: requests per status code."""
+    prepared = await _prepare(request)
+    if isinstance(prepared, Response):
+        return prepared
+    rows = await run_in_threadpool(request.app.state.collector.store.status_codes, prepared[0], prepared[1])
+    return json_response(200, {"status_codes": rows})
+
+
+def _decode(row: dict[str, object]) -> dict[str, object]:
+    meta = row.get("metadata")
+    return {**row, "metadata": json.loads(meta) if isinstance(meta, str) else None}
+
+
+async def recent(request: Request) -> Response:
+    """``GET /v1/events/recent``: raw events, newest first."""
+    prepared = await _prepare(request, default_limit=50)
+    if isinstance(prepared, Response):
+        return prepared
+    rows = await run_in_threadpool(request.app.state.collector.store.recent_events, prepared[0], prepared[1])
+    return json_response(200, {"events": [_decode(r) for r in rows]})
+
+
+async def export(request: Request) -> Response:
+    """``GET /v1/export?format=csv|json``: raw events streamed as CSV or a JSON array."""
+    prepared = await _prepare(request, default_limit=MAX_EXPORT, max_limit=MAX_EXPORT)
+    if isinstance(prepared, Response):
+        return prepared
+    fmt = request.query_params.get("format", "json")
+    if fmt not in ("csv", "json"):
+        return json_response(400, {"error": f"format must be csv or json, got {fmt!r}"})
+    project_id, q = prepared
+    store = request.app.state.collector.store
+
+    def rows() -> Iterator[dict[str, object]]:
+        for n, row in enumerate(store.iter_events(project_id, q)):
+            if n >= q.limit:
+                return
+            yield row
+
+    def as_csv() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(EXPORT_COLUMNS)
+        for row in rows():
+            writer.writerow(["" if row[c] is None else row[c] for c in EXPORT_COLUMNS])
+            if buf.tell() > 65536:
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+        yield buf.getvalue()
+
+    def as_json() -> Iterator[str]:
+        yield "["
+        for n, row in enumerate(rows()):
+            yield ("," if n else "") + json.dumps(_decode(row), separators=(",", ":"))
+        yield "]"
+
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    disposition = f'attachment; filename="peekapi-events.{fmt}"'
+    return StreamingResponse(
+        as_csv() if fmt == "csv" else as_json(), media_type=media, headers={"content-disposition": disposition}
+    )

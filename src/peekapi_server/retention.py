@@ -1,0 +1,48 @@
+"""Maintenance: the background job that applies per-project retention and compacts aged rollups."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .config import ServerConfig
+from .store import Store
+
+logger = logging.getLogger("peekapi_server.retention")
+
+
+class Maintenance:
+    """Runs :meth:`Store.maintain` every ``config.maintenance_interval_seconds`` (never when it is 0)."""
+
+    def __init__(self, store: Store, config: ServerConfig) -> None:
+        self._store = store
+        self._config = config
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Starts the job's thread (a first run happens after one interval)."""
+        if self._config.maintenance_interval_seconds <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="peekapi-maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread; a run in progress finishes first."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def run_once(self) -> None:
+        """One maintenance run now; failures are logged, never raised."""
+        try:
+            result = self._store.maintain(int(time.time()), batch_id_retention=self._config.batch_id_retention_seconds)
+        except Exception:
+            logger.exception("maintenance run failed")
+            return
+        logger.info("maintenance: %s", result)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._config.maintenance_interval_seconds):
+            self.run_once()

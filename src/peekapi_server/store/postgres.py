@@ -1,0 +1,86 @@
+"""PostgresStore: the scale-out engine. Any number of collector processes and hosts may share one database.
+
+Concurrency rests on the database: batch ids are deduplicated by their primary key inside the transaction that
+stores the batch, rollups are additive upserts taken in key order, compaction moves rows with one
+``DELETE ... RETURNING`` statement so a concurrent writer's row is either moved or left for the next run,
+and migrations and maintenance take transaction-scoped advisory locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .sql import SqlStore
+from .tx import Params, Row, Tx
+
+
+@lru_cache(maxsize=512)
+def _pg(sql: str) -> str:
+    """``?`` placeholders to psycopg's ``%s`` (and literal ``%`` doubled)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _PgTx:
+    """:class:`~.tx.Tx` over one psycopg cursor."""
+
+    def __init__(self, cur: psycopg.Cursor[Row]) -> None:
+        self._cur = cur
+
+    def rows(self, sql: str, params: Params = ()) -> list[Row]:
+        self._cur.execute(_pg(sql), params)
+        return self._cur.fetchall() if self._cur.description else []
+
+    def run(self, sql: str, params: Params = ()) -> int:
+        self._cur.execute(_pg(sql), params)
+        return self._cur.rowcount
+
+    def many(self, sql: str, seq: Iterable[Params]) -> None:
+        self._cur.executemany(_pg(sql), seq)
+
+
+class PostgresStore(SqlStore):
+    """The store on a PostgreSQL database (``postgresql://user@host:port/db``), through a connection pool."""
+
+    dialect = "postgres"
+    least = "LEAST"
+    greatest = "GREATEST"
+
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        super().__init__()
+        self.url = url
+        self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False}
+        )
+        self._pool.open(wait=True, timeout=30.0)
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[_PgTx]:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield _PgTx(cur)
+
+    def _lock(self, tx: Tx, name: str, wait: bool) -> bool:
+        key = int.from_bytes(hashlib.sha256(f"peekapi:{name}".encode()).digest()[:8], "big", signed=True)
+        if wait:
+            tx.rows("SELECT pg_advisory_xact_lock(?)", (key,))
+            return True
+        return bool(tx.rows("SELECT pg_try_advisory_xact_lock(?)", (key,))[0][0])
+
+    def _compact(self, tx: Tx, table: str, *, project_id: int, from_res: int, to_res: int, before: int) -> int:
+        cols, select, tail = self.compact_select(table, to_res, "moved")
+        select = select.replace(" WHERE project_id = ? AND res = ? AND ts < ?", "")
+        rows = tx.rows(
+            f"WITH moved AS (DELETE FROM {table} WHERE project_id = ? AND res = ? AND ts < ? RETURNING *),"
+            f" ins AS (INSERT INTO {table} ({cols}) {select}{tail} RETURNING 1)"
+            " SELECT (SELECT COUNT(*) FROM moved)",
+            (project_id, from_res, before),
+        )
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        self._pool.close()

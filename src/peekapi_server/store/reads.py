@@ -1,0 +1,215 @@
+"""The read side of the SQL store: overview series, tables, status codes and raw events.
+
+Unfiltered queries read the dimension-less ``*_totals`` rollups; filtered ones the per-dimension rollups.
+Rows of every resolution inside ``[start, end)`` count, grouped to the requested interval (after compaction
+older data exists only at hour or day resolution, so it lands at the start of its hour or day).
+Percentiles come from merged histogram buckets, clamped to the exact min and max.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from peekapi_server import histogram
+
+from .base import JsonDict, ReadQuery, Store
+from .tx import Row, Tx
+
+_QS = (0.5, 0.95, 0.99)
+_SUMS = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
+_MAX_POINTS = 5000
+EVENT_KEYS = (
+    "id",
+    "ts_ms",
+    "method",
+    "path",
+    "route",
+    "status_code",
+    "response_time_ms",
+    "request_size",
+    "response_size",
+    "consumer_id",
+    "metadata",
+)
+
+
+def _figures(row: Sequence[Any], buckets: list[tuple[int, int]]) -> JsonDict:
+    """JSON figures from one ``_SUMS`` row and its histogram buckets."""
+    n = int(row[0] or 0)
+    err4, err5 = int(row[1] or 0), int(row[2] or 0)
+    lat_min = float(row[4]) if n else None
+    lat_max = float(row[5]) if n else None
+    p50, p95, p99 = histogram.percentiles(buckets, _QS, lat_min, lat_max)
+    return {
+        "requests": n,
+        "errors": err4 + err5,
+        "errors_4xx": err4,
+        "errors_5xx": err5,
+        "error_rate": (err4 + err5) / n if n else 0.0,
+        "latency_avg_ms": float(row[3]) / n if n else None,
+        "latency_min_ms": lat_min,
+        "latency_max_ms": lat_max,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "bytes_in": int(row[6] or 0),
+        "bytes_out": int(row[7] or 0),
+    }
+
+
+_EMPTY_ROW: Row = (0, 0, 0, 0.0, None, None, 0, 0)
+
+
+class ReadQueries(Store):
+    """Read queries over :class:`~.tx.Tx`; see the module docstring for what each reads."""
+
+    @abc.abstractmethod
+    def _tx(self, write: bool) -> AbstractContextManager[Tx]:
+        """A transaction (see :class:`~.sql.SqlStore`)."""
+
+    def _filters(self, tx: Tx, project_id: int, q: ReadQuery, prefix: str = "") -> tuple[str, list[object]] | None:
+        """SQL conditions (each starting with `` AND``) for the query's filters; ``None`` when nothing matches."""
+        sql = ""
+        params: list[object] = []
+        if q.endpoint is not None or q.method is not None:
+            find = "SELECT id FROM endpoints WHERE project_id = ?"
+            fparams: list[object] = [project_id]
+            if q.endpoint is not None:
+                find += " AND route = ?"
+                fparams.append(q.endpoint)
+            if q.method is not None:
+                find += " AND method = ?"
+                fparams.append(q.method.upper())
+            ids = [int(r[0]) for r in tx.rows(find, fparams)]
+            if not ids:
+                return None
+            sql += f" AND {prefix}endpoint_id IN ({', '.join('?' for _ in ids)})"
+            params += ids
+        if q.consumer is not None:
+            rows = tx.rows("SELECT id FROM consumers WHERE project_id = ? AND name = ?", (project_id, q.consumer))
+            if not rows:
+                return None
+            sql += f" AND {prefix}consumer_id = ?"
+            params.append(int(rows[0][0]))
+        if q.status_class is not None:
+            sql += f" AND {prefix}status_code >= ? AND {prefix}status_code < ?"
+            params += [q.status_class * 100, q.status_class * 100 + 100]
+        return sql, params
+
+    def overview(self, project_id: int, q: ReadQuery) -> JsonDict:
+        iv = int(q.interval)
+        t = f"(ts / {iv}) * {iv}"
+        rows: list[Row] = []
+        hrows: list[Row] = []
+        with self._tx(False) as tx:
+            f = self._filters(tx, project_id, q) if q.filtered else ("", [])
+            if f is not None:
+                table, htable = ("rollups", "hist") if q.filtered else ("rollup_totals", "hist_totals")
+                where = "project_id = ? AND ts >= ? AND ts < ?" + f[0]
+                params = [project_id, q.start, q.end, *f[1]]
+                rows = tx.rows(f"SELECT {t} AS t, {_SUMS} FROM {table} WHERE {where} GROUP BY {t} ORDER BY 1", params)
+                hrows = tx.rows(
+                    f"SELECT {t} AS t, bucket, SUM(n) FROM {htable} WHERE {where} GROUP BY {t}, bucket", params
+                )
+        buckets: dict[int, list[tuple[int, int]]] = {}
+        all_buckets: dict[int, int] = {}
+        for ts, bucket, n in hrows:
+            buckets.setdefault(int(ts), []).append((int(bucket), int(n)))
+            all_buckets[int(bucket)] = all_buckets.get(int(bucket), 0) + int(n)
+        by_t = {int(r[0]): r[1:] for r in rows}
+        points: list[JsonDict] = []
+        first = q.start // iv * iv
+        stamps = list(range(first, q.end, iv)) if (q.end - first) // iv <= _MAX_POINTS else sorted(by_t)
+        for ts in stamps:
+            points.append({"t": ts, **_figures(by_t.get(ts, _EMPTY_ROW), buckets.get(ts, []))})
+        total: list[Any] = list(_EMPTY_ROW)
+        for r in by_t.values():
+            total[0] += int(r[0] or 0)
+            total[1] += int(r[1] or 0)
+            total[2] += int(r[2] or 0)
+            total[3] += float(r[3] or 0)
+            total[4] = r[4] if total[4] is None else min(total[4], r[4])
+            total[5] = r[5] if total[5] is None else max(total[5], r[5])
+            total[6] += int(r[6] or 0)
+            total[7] += int(r[7] or 0)
+        return {
+            "start": q.start,
+            "end": q.end,
+            "interval": iv,
+            "totals": _figures(total, sorted(all_buckets.items())),
+            "series": points,
+        }
+
+    def _grouped(self, project_id: int, q: ReadQuery, dim: str) -> tuple[list[Row], dict[int, list[tuple[int, int]]]]:
+        with self._tx(False) as tx:
+            f = self._filters(tx, project_id, q)
+            if f is None:
+                return [], {}
+            where = "project_id = ? AND ts >= ? AND ts < ?" + f[0]
+            params = [project_id, q.start, q.end, *f[1]]
+            rows = tx.rows(f"SELECT {dim}, {_SUMS} FROM rollups WHERE {where} GROUP BY {dim}", params)
+            hrows = tx.rows(f"SELECT {dim}, bucket, SUM(n) FROM hist WHERE {where} GROUP BY {dim}, bucket", params)
+        buckets: dict[int, list[tuple[int, int]]] = {}
+        for key, bucket, n in hrows:
+            buckets.setdefault(int(key), []).append((int(bucket), int(n)))
+        rows.sort(key=lambda r: (-int(r[1]), int(r[0])))
+        return rows[: q.limit], buckets
+
+    def _names(self, sql: str, ids: list[int]) -> dict[int, Row]:
+        if not ids:
+            return {}
+        with self._tx(False) as tx:
+            found = tx.rows(sql.format(", ".join("?" for _ in ids)), ids)
+        return {int(r[0]): r[1:] for r in found}
+
+    def endpoints_table(self, project_id: int, q: ReadQuery) -> list[JsonDict]:
+        rows, buckets = self._grouped(project_id, q, "endpoint_id")
+        names = self._names("SELECT id, method, route FROM endpoints WHERE id IN ({})", [int(r[0]) for r in rows])
+        out = []
+        for r in rows:
+            method, route = names.get(int(r[0]), ("?", "?"))
+            out.append({"method": method, "route": route, **_figures(r[1:], buckets.get(int(r[0]), []))})
+        return out
+
+    def consumers_table(self, project_id: int, q: ReadQuery) -> list[JsonDict]:
+        rows, buckets = self._grouped(project_id, q, "consumer_id")
+        names = self._names("SELECT id, name FROM consumers WHERE id IN ({})", [int(r[0]) for r in rows])
+        out = []
+        for r in rows:
+            name = names.get(int(r[0]), (None,))[0]
+            out.append({"consumer": name, **_figures(r[1:], buckets.get(int(r[0]), []))})
+        return out
+
+    def status_codes(self, project_id: int, q: ReadQuery) -> list[JsonDict]:
+        with self._tx(False) as tx:
+            f = self._filters(tx, project_id, q)
+            if f is None:
+                return []
+            rows = tx.rows(
+                "SELECT status_code, SUM(n) FROM rollups WHERE project_id = ? AND ts >= ? AND ts < ?"
+                + f[0]
+                + " GROUP BY status_code ORDER BY status_code",
+                [project_id, q.start, q.end, *f[1]],
+            )
+        return [{"status_code": int(code), "requests": int(n)} for code, n in rows]
+
+    def recent_events(self, project_id: int, q: ReadQuery, before: tuple[int, int] | None = None) -> list[JsonDict]:
+        with self._tx(False) as tx:
+            f = self._filters(tx, project_id, q, "e.")
+            if f is None:
+                return []
+            sql = (
+                "SELECT e.id, e.ts, e.method, e.path, ep.route, e.status_code, e.response_time_ms, e.request_size,"
+                " e.response_size, c.name, e.metadata FROM events e JOIN endpoints ep ON ep.id = e.endpoint_id"
+                " LEFT JOIN consumers c ON c.id = e.consumer_id"
+                " WHERE e.project_id = ? AND e.ts >= ? AND e.ts < ?" + f[0]
+            )
+            params: list[object] = [project_id, q.start * 1000, q.end * 1000, *f[1]]
+            if before is not None:
+                sql += " AND (e.ts < ? OR (e.ts = ? AND e.id < ?))"
+                params += [before[0], before[0], before[1]]
+            rows = tx.rows(sql + " ORDER BY e.ts DESC, e.id DESC LIMIT ?", [*params, q.limit])
+        return [dict(zip(EVENT_KEYS, r, strict=True)) for r in rows]

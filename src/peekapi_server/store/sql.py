@@ -1,0 +1,399 @@
+"""SqlStore: the store logic and SQL shared by both engines; engines supply transactions and dialect bits.
+
+Writes aggregate each transaction's events in Python into per-minute rollup and histogram rows, then add them
+to the stored rows with additive upserts (``ON CONFLICT ... DO UPDATE SET n = n + excluded.n``), so any number
+of writers (PostgreSQL) can add to the same minute safely. Upserts go in key order to avoid deadlocks.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+
+from peekapi_server import histogram
+from peekapi_server.events import Event
+
+from .base import (
+    DAY,
+    HOUR,
+    MINUTE,
+    Batch,
+    Credential,
+    CredentialKind,
+    MaintenanceResult,
+    Project,
+    StoreError,
+    WriteResult,
+)
+from .credentials import hash_secret, matches, new_secret, prefix_of
+from .reads import ReadQueries
+from .schema import MIGRATIONS as _MIGRATIONS
+from .schema import VERSION_TABLE, Dialect, latest_version, render
+from .tx import Tx
+
+OTHER_METHOD = "*"
+OTHER_ROUTE = "(other)"
+_MAX_CACHED_CONSUMERS = 200_000
+
+_ROLLUP_VALUES = ("n", "err4", "err5", "lat_sum", "lat_min", "lat_max", "bytes_in", "bytes_out")
+_DIMS = ("endpoint_id", "consumer_id", "status_code")
+#: table -> (key columns after project_id, res, ts; value columns)
+TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "rollups": (_DIMS, _ROLLUP_VALUES),
+    "rollup_totals": ((), _ROLLUP_VALUES),
+    "hist": ((*_DIMS, "bucket"), ("n",)),
+    "hist_totals": (("bucket",), ("n",)),
+}
+
+# Aggregates: [n, err4, err5, lat_sum, lat_min, lat_max, bytes_in, bytes_out]
+Agg = list[float]
+
+
+def _add(agg: dict[tuple[int, ...], Agg], key: tuple[int, ...], e: Event) -> None:
+    status, rt, bi, bo = e.status_code, e.response_time_ms, e.request_size, e.response_size
+    a = agg.get(key)
+    e4 = 1 if 400 <= status < 500 else 0
+    e5 = 1 if status >= 500 else 0
+    if a is None:
+        agg[key] = [1, e4, e5, rt, rt, rt, bi, bo]
+        return
+    a[0] += 1
+    a[1] += e4
+    a[2] += e5
+    a[3] += rt
+    a[4] = min(a[4], rt)
+    a[5] = max(a[5], rt)
+    a[6] += bi
+    a[7] += bo
+
+
+class SqlStore(ReadQueries):
+    """Shared implementation of :class:`~.base.Store` over :class:`~.tx.Tx`."""
+
+    dialect: Dialect
+    least: str
+    greatest: str
+
+    def __init__(self) -> None:
+        self._cache_lock = threading.Lock()
+        self._endpoint_ids: dict[tuple[int, str, str], int] = {}
+        self._consumer_ids: dict[tuple[int, str], int] = {}
+        self._caps: dict[int, int] = {}
+
+    @abc.abstractmethod
+    def _tx(self, write: bool) -> AbstractContextManager[Tx]:
+        """A transaction; ``write`` ones are serialised where the engine needs it. Commits on success."""
+
+    @abc.abstractmethod
+    def _lock(self, tx: Tx, name: str, wait: bool) -> bool:
+        """Takes a transaction-scoped lock across processes (PostgreSQL); ``False`` when busy and not ``wait``."""
+
+    @abc.abstractmethod
+    def _compact(self, tx: Tx, table: str, *, project_id: int, from_res: int, to_res: int, before: int) -> int:
+        """Moves ``from_res`` rows older than ``before`` into ``to_res`` rows; returns rows moved."""
+
+    # -- schema ------------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        latest = latest_version()
+        with self._tx(True) as tx:
+            self._lock(tx, "migrate", True)
+            tx.run(VERSION_TABLE)
+            rows = tx.rows("SELECT version FROM schema_version")
+            current = int(rows[0][0]) if rows else 0
+            if current > latest:
+                raise StoreError(
+                    f"database schema version {current} is newer than this collector's ({latest}): upgrade peekapi"
+                )
+            for version in range(current, latest):
+                for statement in _MIGRATIONS[version]:
+                    tx.run(render(statement, self.dialect))
+            if rows:
+                tx.run("UPDATE schema_version SET version = ?", (latest,))
+            else:
+                tx.run("INSERT INTO schema_version (version) VALUES (?)", (latest,))
+        return latest
+
+    # -- projects ----------------------------------------------------------------------------------
+    def create_project(
+        self, name: str, raw_retention_days: int = 14, rollup_retention_days: int = 400, endpoint_cap: int = 500
+    ) -> Project:
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise StoreError("a project name must be 1 to 100 characters")
+        if raw_retention_days < 1 or rollup_retention_days < 1 or endpoint_cap < 1:
+            raise StoreError("retention days and endpoint cap must be at least 1")
+        with self._tx(True) as tx:
+            if tx.rows("SELECT id FROM projects WHERE name = ?", (name,)):
+                raise StoreError(f"project {name!r} already exists")
+            tx.run(
+                "INSERT INTO projects (name, created_at, raw_retention_days, rollup_retention_days, endpoint_cap)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, int(time.time()), raw_retention_days, rollup_retention_days, endpoint_cap),
+            )
+        return self.get_project(name)
+
+    def get_project(self, name: str) -> Project:
+        with self._tx(False) as tx:
+            rows = tx.rows(
+                "SELECT id, name, raw_retention_days, rollup_retention_days, endpoint_cap FROM projects WHERE name = ?",
+                (name,),
+            )
+        if not rows:
+            raise StoreError(f"no project named {name!r} (create it with: peekapi project create {name})")
+        return Project(*rows[0])
+
+    def list_projects(self) -> list[Project]:
+        with self._tx(False) as tx:
+            rows = tx.rows(
+                "SELECT id, name, raw_retention_days, rollup_retention_days, endpoint_cap FROM projects ORDER BY name"
+            )
+        return [Project(*r) for r in rows]
+
+    # -- credentials -------------------------------------------------------------------------------
+    def create_credential(self, project: str, kind: CredentialKind) -> tuple[Credential, str]:
+        p = self.get_project(project)
+        secret = new_secret(kind)
+        now = int(time.time())
+        with self._tx(True) as tx:
+            tx.run(
+                "INSERT INTO credentials (project_id, kind, prefix, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                (p.id, kind, prefix_of(secret), hash_secret(secret), now),
+            )
+            rows = tx.rows("SELECT id FROM credentials WHERE prefix = ?", (prefix_of(secret),))
+        return Credential(int(rows[0][0]), p.name, kind, prefix_of(secret), now, None), secret
+
+    def list_credentials(self, project: str | None, kind: CredentialKind) -> list[Credential]:
+        sql = (
+            "SELECT c.id, p.name, c.kind, c.prefix, c.created_at, c.revoked_at FROM credentials c"
+            " JOIN projects p ON p.id = c.project_id WHERE c.kind = ?"
+        )
+        params: list[object] = [kind]
+        if project is not None:
+            self.get_project(project)
+            sql += " AND p.name = ?"
+            params.append(project)
+        with self._tx(False) as tx:
+            rows = tx.rows(sql + " ORDER BY c.id", params)
+        return [Credential(*r) for r in rows]
+
+    def revoke_credential(self, ident: str, kind: CredentialKind) -> Credential:
+        column = "id" if ident.isdigit() else "prefix"
+        value: object = int(ident) if ident.isdigit() else prefix_of(ident)
+        with self._tx(True) as tx:
+            changed = tx.run(
+                f"UPDATE credentials SET revoked_at = ? WHERE {column} = ? AND kind = ? AND revoked_at IS NULL",
+                (int(time.time()), value, kind),
+            )
+            rows = tx.rows(
+                "SELECT c.id, p.name, c.kind, c.prefix, c.created_at, c.revoked_at FROM credentials c"
+                f" JOIN projects p ON p.id = c.project_id WHERE c.{column} = ? AND c.kind = ?",
+                (value, kind),
+            )
+        if not rows:
+            raise StoreError(f"no {'ingest key' if kind == 'ingest' else 'read token'} matches {ident!r}")
+        if not changed and rows[0][5] is None:
+            raise StoreError(f"could not revoke {ident!r}")
+        return Credential(*rows[0])
+
+    def authenticate(self, secret: str, kind: CredentialKind) -> int | None:
+        with self._tx(False) as tx:
+            rows = tx.rows(
+                "SELECT project_id, secret_hash FROM credentials WHERE prefix = ? AND kind = ? AND revoked_at IS NULL",
+                (prefix_of(secret), kind),
+            )
+        if not rows:
+            matches(secret, None)
+            return None
+        return int(rows[0][0]) if matches(secret, rows[0][1]) else None
+
+    # -- writes ------------------------------------------------------------------------------------
+    def _cap(self, tx: Tx, project_id: int) -> int:
+        cap = self._caps.get(project_id)
+        if cap is None:
+            rows = tx.rows("SELECT endpoint_cap FROM projects WHERE id = ?", (project_id,))
+            cap = int(rows[0][0]) if rows else 0
+            self._caps[project_id] = cap
+        return cap
+
+    def _endpoint_id(self, tx: Tx, key: tuple[int, str, str], pending: dict[tuple[int, str, str], int]) -> int:
+        found = self._endpoint_ids.get(key) or pending.get(key)
+        if found is not None:
+            return found
+        project_id, _, route = key
+        sql = "SELECT id FROM endpoints WHERE project_id = ? AND method = ? AND route = ?"
+        rows = tx.rows(sql, key)
+        if not rows and route != OTHER_ROUTE:
+            count = tx.rows(
+                "SELECT COUNT(*) FROM endpoints WHERE project_id = ? AND route <> ?", (project_id, OTHER_ROUTE)
+            )[0][0]
+            if int(count) >= self._cap(tx, project_id):
+                pending[key] = self._endpoint_id(tx, (project_id, OTHER_METHOD, OTHER_ROUTE), pending)
+                return pending[key]
+        if not rows:
+            tx.run("INSERT INTO endpoints (project_id, method, route) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", key)
+            rows = tx.rows(sql, key)
+        pending[key] = int(rows[0][0])
+        return pending[key]
+
+    def _consumer_id(self, tx: Tx, key: tuple[int, str], pending: dict[tuple[int, str], int]) -> int:
+        found = self._consumer_ids.get(key) or pending.get(key)
+        if found is not None:
+            return found
+        sql = "SELECT id FROM consumers WHERE project_id = ? AND name = ?"
+        rows = tx.rows(sql, key)
+        if not rows:
+            tx.run("INSERT INTO consumers (project_id, name) VALUES (?, ?) ON CONFLICT DO NOTHING", key)
+            rows = tx.rows(sql, key)
+        pending[key] = int(rows[0][0])
+        return pending[key]
+
+    def _upsert_sql(self, table: str) -> str:
+        keys, values = TABLES[table]
+        cols = ("project_id", "res", "ts", *keys, *values)
+        sets = []
+        for v in values:
+            if v == "lat_min":
+                sets.append(f"{v} = {self.least}({table}.{v}, excluded.{v})")
+            elif v == "lat_max":
+                sets.append(f"{v} = {self.greatest}({table}.{v}, excluded.{v})")
+            else:
+                sets.append(f"{v} = {table}.{v} + excluded.{v}")
+        return (
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+            f" ON CONFLICT (project_id, res, ts{''.join(', ' + k for k in keys)}) DO UPDATE SET {', '.join(sets)}"
+        )
+
+    def write_batches(self, batches: Sequence[Batch]) -> WriteResult:
+        endpoints: dict[tuple[int, str, str], int] = {}
+        consumers: dict[tuple[int, str], int] = {}
+        now = int(time.time())
+        stored = duplicates = n_events = 0
+        with self._tx(True) as tx:
+            event_rows: list[tuple[object, ...]] = []
+            roll: dict[tuple[int, ...], Agg] = {}
+            tot: dict[tuple[int, ...], Agg] = {}
+            hist: dict[tuple[int, ...], int] = {}
+            htot: dict[tuple[int, ...], int] = {}
+            bucket_of = histogram.bucket_of
+            for batch in batches:
+                pid = batch.project_id
+                if batch.batch_id is not None and not tx.rows(
+                    "INSERT INTO batches (project_id, batch_id, received_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING RETURNING project_id",
+                    (pid, batch.batch_id, now),
+                ):
+                    duplicates += 1
+                    continue
+                stored += 1
+                for e in batch.events:
+                    eid = self._endpoint_id(tx, (pid, e.method, e.route), endpoints)
+                    cid = self._consumer_id(tx, (pid, e.consumer), consumers) if e.consumer is not None else None
+                    rt = e.response_time_ms
+                    event_rows.append(
+                        (
+                            pid,
+                            e.ts_ms,
+                            eid,
+                            cid,
+                            e.method,
+                            e.path,
+                            e.status_code,
+                            rt,
+                            e.request_size,
+                            e.response_size,
+                            e.metadata,
+                        )
+                    )
+                    minute = e.ts_ms // 60000 * 60
+                    status = e.status_code
+                    key = (pid, minute, eid, cid or 0, status)
+                    _add(roll, key, e)
+                    _add(tot, (pid, minute), e)
+                    b = bucket_of(rt)
+                    hkey = (*key, b)
+                    hist[hkey] = hist.get(hkey, 0) + 1
+                    tkey = (pid, minute, b)
+                    htot[tkey] = htot.get(tkey, 0) + 1
+            n_events = len(event_rows)
+            if event_rows:
+                tx.many(
+                    "INSERT INTO events (project_id, ts, endpoint_id, consumer_id, method, path, status_code,"
+                    " response_time_ms, request_size, response_size, metadata)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    event_rows,
+                )
+                for table, agg in (("rollups", roll), ("rollup_totals", tot)):
+                    tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], *a) for k, a in sorted(agg.items())])
+                for table, counts in (("hist", hist), ("hist_totals", htot)):
+                    tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], c) for k, c in sorted(counts.items())])
+        with self._cache_lock:
+            self._endpoint_ids.update(endpoints)
+            if len(self._consumer_ids) > _MAX_CACHED_CONSUMERS:
+                self._consumer_ids.clear()
+            self._consumer_ids.update(consumers)
+        return WriteResult(stored, duplicates, n_events)
+
+    # -- retention and compaction ------------------------------------------------------------------
+    def maintain(
+        self,
+        now: int,
+        compact_minutes_after: int = 2 * DAY,
+        compact_hours_after: int = 31 * DAY,
+        batch_id_retention: int = 14 * DAY,
+    ) -> MaintenanceResult:
+        events_deleted = compacted = rollups_deleted = 0
+        for project in self.list_projects():
+            with self._tx(True) as tx:
+                if not self._lock(tx, f"maintain:{project.id}", False):
+                    continue
+                events_deleted += tx.run(
+                    "DELETE FROM events WHERE project_id = ? AND ts < ?",
+                    ((project.id), (now - project.raw_retention_days * DAY) * 1000),
+                )
+                hour_cut = (now - compact_minutes_after) // HOUR * HOUR
+                day_cut = (now - compact_hours_after) // DAY * DAY
+                for table in TABLES:
+                    compacted += self._compact(
+                        tx, table, project_id=project.id, from_res=MINUTE, to_res=HOUR, before=hour_cut
+                    )
+                    compacted += self._compact(
+                        tx, table, project_id=project.id, from_res=HOUR, to_res=DAY, before=day_cut
+                    )
+                    rollups_deleted += tx.run(
+                        f"DELETE FROM {table} WHERE project_id = ? AND ts < ?",
+                        (project.id, now - project.rollup_retention_days * DAY),
+                    )
+        with self._tx(True) as tx:
+            batch_ids = tx.run("DELETE FROM batches WHERE received_at < ?", (now - batch_id_retention,))
+        return MaintenanceResult(events_deleted, compacted, rollups_deleted, batch_ids)
+
+    def compact_select(self, table: str, to_res: int, source: str) -> tuple[str, str, str]:
+        """Pieces of the compaction statement: the column list, the aggregating SELECT, the upsert tail."""
+        keys, values = TABLES[table]
+        cols = ", ".join(("project_id", "res", "ts", *keys, *values))
+        aggs = []
+        for v in values:
+            fn = "MIN" if v == "lat_min" else "MAX" if v == "lat_max" else "SUM"
+            aggs.append(f"{fn}({v})")
+        bucket = f"(ts / {to_res}) * {to_res}"
+        select = (
+            f"SELECT project_id, {to_res}, {bucket}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
+            f" FROM {source} WHERE project_id = ? AND res = ? AND ts < ?"
+            f" GROUP BY project_id, {bucket}{''.join(', ' + k for k in keys)}"
+        )
+        upsert = self._upsert_sql(table)
+        tail = upsert[upsert.index(" ON CONFLICT") :]
+        return cols, select, tail
+
+    def count_events(self, project_id: int) -> int:
+        with self._tx(False) as tx:
+            return int(tx.rows("SELECT COUNT(*) FROM events WHERE project_id = ?", (project_id,))[0][0])
+
+    def iter_rows(self, sql: str, params: Sequence[object] = ()) -> Iterator[tuple[object, ...]]:
+        """Runs a read-only statement (operators' and tests' escape hatch); rows as tuples."""
+        with self._tx(False) as tx:
+            rows = tx.rows(sql, params)
+        yield from rows
