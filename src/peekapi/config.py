@@ -80,9 +80,9 @@ OPTION_NAMES = frozenset(f.name for f in fields(Options))
 
 @dataclass(frozen=True)
 class Settings:
-    """Validated, immutable configuration. Built only by :func:`resolve_options`."""
+    """Validated, immutable configuration. Built only by :func:`resolve_options`. Its repr hides the api key."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     endpoint: Endpoint
     flush_interval: float
     batch_size: int

@@ -106,7 +106,7 @@ def _sanitise(raw: object, tracked_at: float) -> dict[str, Any]:
     except KeyError as exc:
         raise DroppedEvent("invalid", f"event is missing the required field {exc.args[0]!r}") from None
     event: dict[str, Any] = {
-        "method": _text(method, MAX_METHOD_LENGTH).upper(),
+        "method": _text(method, 4 * MAX_METHOD_LENGTH).upper()[:MAX_METHOD_LENGTH],
         "path": _text(path, MAX_PATH_LENGTH),
         "status_code": _status(status),
         "response_time_ms": _latency(latency),

@@ -17,6 +17,7 @@ caller through the return values and logged; nothing here raises.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -101,12 +102,17 @@ class Spool:
         tmp = self.directory / f"{_TMP}{os.getpid()}-{name}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.directory / f"{name}{_READY}")
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.rename(tmp, self.directory / f"{name}{_READY}")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # never leave half a file behind to be read as data later
+            raise
 
     def size(self) -> int:
         """Bytes in the spool directory now (all files: ready, claimed and being written)."""

@@ -74,6 +74,10 @@ class Worker:
         self._put_events = 0  # written by the batcher only
         self._got_events = 0  # written by the sender only
         self._flush_requests: collections.deque[threading.Event] = collections.deque()
+        self._markers: collections.deque[tuple[threading.Event, int]] = collections.deque()
+        self._drain_to = 0  # take partial batches until this many events were taken in all
+        self._blocked = False
+        self._spill_mark = max(settings.max_buffer_size - 2 * settings.batch_size, self._outbox_cap)
         self._hurry = False
         self._closing = False
         self._deadline = float("inf")
@@ -149,49 +153,76 @@ class Worker:
 
     def _batch_loop(self) -> None:
         interval = self._settings.flush_interval
+        buffer = self._buffer
         due = time.monotonic() + interval
+        blocked = False
         while True:
             wait = min(due, self._deadline) - time.monotonic()
-            if wait > 0 and not (self._closing or self._flush_requests):
+            if blocked:  # the sender rings when it has room again
+                self._batcher_bell.wait(min(max(wait, 0.01), 1.0))
+            elif wait > 0 and not (self._closing or self._flush_requests):
                 self._batcher_bell.wait(wait)
-            self._buffer.wake_pending = False
+            buffer.wake_pending = False
             self._report_full()
-            markers = [self._flush_requests.popleft() for _ in range(len(self._flush_requests))]
+            queued_now = buffer.taken + len(buffer)
+            while self._flush_requests:
+                self._markers.append((self._flush_requests.popleft(), queued_now))
+                self._drain_to = max(self._drain_to, queued_now)
             now = time.monotonic()
-            everything = bool(markers) or self._closing or now >= due
             if now >= due:
                 due = now + interval
-            self._drain(everything)
-            for marker in markers:
-                self._outbox.append(marker)
+                self._drain_to = max(self._drain_to, queued_now)
+            if self._closing:
+                self._drain_to = max(self._drain_to, queued_now)
+            blocked = self._drain()
+            # A flush is done once every event queued before it has gone to the sender: the marker follows them.
+            while self._markers and self._markers[0][1] <= buffer.taken:
+                self._outbox.append(self._markers.popleft()[0])
             self._sender_bell.ring()
-            if self._closing and not len(self._buffer) and not self._flush_requests:
+            if blocked:
+                buffer.wake_pending = True  # the sender rings when it has room; track() need not
+                self._blocked = True
+            if self._closing and not len(buffer) and not self._markers and not self._flush_requests:
                 self._batcher_done = True
                 self._sender_bell.ring()
                 return
 
-    def _drain(self, everything: bool) -> None:
+    def _drain(self) -> bool:
+        """Move events to the sender while it has room; spill to the spool when memory is nearly full.
+
+        Takes full batches always, and partial ones up to ``_drain_to`` (interval, flush, shutdown). Returns
+        True when it stopped because the sender had no room.
+        """
+        buffer = self._buffer
         size = self._settings.batch_size
-        pending = len(self._buffer)
-        while pending >= size or (everything and pending > 0):
-            items = self._buffer.take(size)
-            pending -= len(items)
-            for batch in build_batches(
-                items,
+        while len(buffer):
+            if len(buffer) < size and buffer.taken >= self._drain_to:
+                return False
+            count = min(size, len(buffer))
+            if self._past_deadline():
+                spill = True
+            elif self.in_flight + count <= self._outbox_cap:
+                spill = False
+            elif len(buffer) + self.in_flight >= self._spill_mark:
+                spill = True  # memory is nearly full: overflow to disk rather than drop in track()
+            else:
+                return True
+            batches = build_batches(
+                buffer.take(size),
                 max_count=size,
                 max_bytes=self._settings.max_batch_bytes,
                 max_event_bytes=self._settings.max_event_bytes,
                 on_drop=self._stats.drop,
-            ):
-                self._dispatch(batch)
-
-    def _dispatch(self, batch: Batch) -> None:
-        if self._past_deadline() or self.in_flight + batch.count > self._outbox_cap:
-            self._to_spool([batch])
-            return
-        self._put_events += batch.count
-        self._buffer.held_elsewhere = self.in_flight
-        self._outbox.append(batch)
+            )
+            if spill:
+                self._to_spool(batches)
+                self._next_recovery = 0.0  # the sender sends them back out once it has caught up
+                continue
+            for batch in batches:
+                self._put_events += batch.count
+                self._outbox.append(batch)
+            buffer.held_elsewhere = self.in_flight
+        return False
 
     def _report_full(self) -> None:
         full = self._buffer.dropped_full.value
@@ -212,6 +243,9 @@ class Worker:
             if item is not None:
                 self._got_events += item.count
                 self._buffer.held_elsewhere = self.in_flight
+                if self._blocked:
+                    self._blocked = False
+                    self._batcher_bell.ring()
                 self._send_live(item)
                 continue
             if self._closing:

@@ -1,0 +1,191 @@
+"""Sanitising: each event is repaired or dropped alone, and never stops the valid events around it."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peekapi import PeekApiClient, RequestEvent
+from peekapi.event import DroppedEvent, encode_event
+from tests.support.ingest import IngestServer
+
+NOW = 1_764_200_000.5
+
+
+def encode(raw: object, limit: int = 65_536) -> dict[str, Any]:
+    decoded: dict[str, Any] = json.loads(encode_event(raw, NOW, limit))
+    return decoded
+
+
+def test_truncation_and_case() -> None:
+    out = encode(
+        {
+            "method": "patch" * 10,
+            "path": "/" + "p" * 5000,
+            "status_code": 200,
+            "response_time_ms": 1,
+            "consumer_id": "c" * 1000,
+        }
+    )
+    assert out["method"] == ("PATCH" * 10)[:16]
+    assert len(out["path"]) == 2048 and len(out["consumer_id"]) == 256
+
+
+def test_timestamp_is_added_in_utc_iso8601() -> None:
+    out = encode({"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1})
+    assert datetime.fromisoformat(out["timestamp"]) == datetime.fromtimestamp(NOW, tz=timezone.utc)
+    kept = encode(
+        {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1, "timestamp": "2026-01-01T00:00:00Z"}
+    )
+    assert kept["timestamp"] == "2026-01-01T00:00:00Z"
+
+
+def test_oversized_event_loses_metadata_first_then_is_dropped() -> None:
+    big = {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1, "metadata": {"x": "y" * 2000}}
+    out = encode(big, limit=1024)
+    assert "metadata" not in out and out["path"] == "/"
+    with pytest.raises(DroppedEvent) as info:
+        encode({**big, "path": "/" + "z" * 2000}, limit=1024)
+    assert info.value.reason == "too_large"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "GET /",
+        42,
+        None,
+        {"method": "GET", "path": "/"},
+        {"method": "GET", "path": "/", "status_code": "abc", "response_time_ms": 1},
+        {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": float("nan")},
+        {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": float("inf")},
+        {"method": "GET", "path": "/", "status_code": 200.5, "response_time_ms": 1},
+        {"method": "GET", "path": "/", "status_code": True, "response_time_ms": 1},
+    ],
+)
+def test_unrepairable_events_are_dropped(bad: object) -> None:
+    with pytest.raises(DroppedEvent) as info:
+        encode_event(bad, NOW, 65_536)
+    assert info.value.reason == "invalid"
+
+
+def test_repairs() -> None:
+    out = encode(
+        {
+            "method": b"get",
+            "path": "/caf\udce9",
+            "status_code": "404",
+            "response_time_ms": "-3",
+            "request_size": float("nan"),
+            "response_size": "12",
+            "consumer_id": 7,
+            "metadata": {"bad": float("nan")},
+            "route": "",
+        }
+    )
+    assert out["method"] == "GET" and out["status_code"] == 404 and out["response_time_ms"] == 0.0
+    assert out["request_size"] == 0 and out["response_size"] == 12 and out["consumer_id"] == "7"
+    assert "metadata" not in out and "route" not in out
+    assert out["path"].startswith("/caf")
+    unserialisable = encode(
+        {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1, "metadata": {"when": object()}}
+    )
+    assert "metadata" not in unserialisable
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    assert "metadata" not in encode(
+        {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1, "metadata": loop}
+    )
+
+
+def test_request_event_dataclass() -> None:
+    out = encode(RequestEvent("get", "/u/1", 201, 3.25, 10, 20, "c", {"k": 1}, route="/u/{id}"))
+    assert out == {
+        "method": "GET",
+        "path": "/u/1",
+        "status_code": 201,
+        "response_time_ms": 3.25,
+        "request_size": 10,
+        "response_size": 20,
+        "consumer_id": "c",
+        "metadata": {"k": 1},
+        "timestamp": out["timestamp"],
+        "route": "/u/{id}",
+    }
+
+
+def test_malformed_events_do_not_poison_their_batch(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 10})
+    good = [{"method": "GET", "path": f"/ok/{i}", "status_code": 200, "response_time_ms": 1} for i in range(8)]
+    client.track(good[0])
+    client.track("not an event")  # type: ignore[arg-type]
+    client.track(good[1])
+    client.track({"method": "GET", "path": "/", "status_code": 200, "response_time_ms": float("nan")})
+    client.track({**good[2], "metadata": {"obj": object()}})
+    for event in good[3:]:
+        client.track(event)
+    assert client.flush(5)
+    paths = sorted(e["path"] for e in ingest.events())
+    assert paths == sorted(e["path"] for e in good)
+    assert client.stats()["dropped"]["invalid"] == 2
+    client.shutdown(1)
+
+
+scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary())
+fields = st.dictionaries(
+    st.sampled_from(
+        [
+            "method",
+            "path",
+            "status_code",
+            "response_time_ms",
+            "request_size",
+            "response_size",
+            "consumer_id",
+            "metadata",
+            "timestamp",
+            "route",
+            "extra",
+        ]
+    ),
+    st.one_of(scalars, st.dictionaries(st.text(), scalars, max_size=3), st.lists(scalars, max_size=3)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields)
+def test_any_input_yields_valid_wire_json_or_a_counted_drop(raw: dict[str, Any]) -> None:
+    try:
+        data = encode_event(raw, NOW, 4096)
+    except DroppedEvent as exc:
+        assert exc.reason in {"invalid", "too_large"}
+        return
+    assert len(data) <= 4096
+    out = json.loads(data.decode("utf-8"))
+    assert set(out) <= {
+        "method",
+        "path",
+        "status_code",
+        "response_time_ms",
+        "request_size",
+        "response_size",
+        "consumer_id",
+        "metadata",
+        "timestamp",
+        "route",
+    }
+    assert isinstance(out["method"], str) and len(out["method"]) <= 16 and out["method"] == out["method"].upper()
+    assert isinstance(out["path"], str) and len(out["path"]) <= 2048
+    assert isinstance(out["status_code"], int) and 0 <= out["status_code"] <= 999
+    assert isinstance(out["response_time_ms"], float) and math.isfinite(out["response_time_ms"])
+    assert out["response_time_ms"] >= 0
+    assert isinstance(out["request_size"], int) and out["request_size"] >= 0
+    assert isinstance(out["response_size"], int) and out["response_size"] >= 0
+    assert out["consumer_id"] is None or (isinstance(out["consumer_id"], str) and len(out["consumer_id"]) <= 256)
+    assert isinstance(out["timestamp"], str) and out["timestamp"]

@@ -1,0 +1,152 @@
+"""Bounded memory, shutdown, flush and thread-safety, observed at the wire and in stats()."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from peekapi import PeekApiClient
+from tests.support.ingest import Answer, IngestServer
+from tests.support.wait import eventually
+
+
+def event(i: int) -> dict[str, Any]:
+    return {"method": "GET", "path": f"/m/{i}", "status_code": 200, "response_time_ms": 1.0}
+
+
+def test_shutdown_delivers_every_batch_not_just_one(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 10, "flush_interval": 60})
+    for i in range(95):
+        client.track(event(i))
+    assert client.shutdown(5)
+    assert len(ingest.events()) == 95
+    assert len(ingest.all_accepted_events()) == 95
+    assert client.stats()["sent"] == 95
+
+
+def test_shutdown_is_idempotent_and_later_tracks_are_counted(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient(options)
+    client.track(event(1))
+    assert client.shutdown(3)
+    assert client.shutdown(3)
+    client.track(event(2))
+    client.shutdown(1)
+    assert len(ingest.events()) == 1
+    assert client.flush(1) is True
+
+
+def test_shutdown_deadline_spools_what_a_slow_collector_did_not_take(
+    ingest: IngestServer, options: dict[str, Any]
+) -> None:
+    ingest.default(Answer(200, delay=1.5))
+    client = PeekApiClient({**options, "batch_size": 10, "flush_interval": 60, "request_timeout": 5})
+    for i in range(50):
+        client.track(event(i))
+    started = time.monotonic()
+    client.shutdown(0.5)
+    assert time.monotonic() - started < 3.5
+    stats = client.stats()
+    assert stats["spooled"] >= 40
+    assert stats["spooled"] + stats["sent"] == 50
+    assert stats["dropped_total"] == 0
+    # The spooled events, and the one in flight, reach the collector from the next process.
+    ingest.default(200)
+    again = PeekApiClient(options)
+    events = ingest.wait_for(50, timeout=10)
+    assert sorted(e["path"] for e in events) == sorted(f"/m/{i}" for i in range(50))
+    again.shutdown(2)
+
+
+def test_memory_is_bounded_and_overflows_to_the_spool(ingest: IngestServer, options: dict[str, Any]) -> None:
+    ingest.default(Answer(503))
+    client = PeekApiClient(
+        {**options, "batch_size": 10, "max_buffer_size": 50, "flush_interval": 0.05, "retry_base_delay": 0.2}
+    )
+    for i in range(400):
+        client.track(event(i))
+        if i % 50 == 0:
+            time.sleep(0.01)
+    assert eventually(lambda: client.stats()["spooled"] > 0)
+    stats = client.stats()
+    assert stats["queue_depth"] + stats["in_flight"] <= 50
+    client.shutdown(3)
+    stats = client.stats()
+    assert stats["tracked"] == 400
+    assert stats["spooled"] + stats["sent"] + stats["dropped_total"] == 400
+    assert stats["dropped"]["buffer_full"] == stats["dropped_total"]
+    # Everything that was not dropped for a full memory is delivered by the next process.
+    ingest.default(200)
+    again = PeekApiClient(options)
+    assert len(ingest.wait_for(400 - stats["dropped_total"], timeout=15)) == 400 - stats["dropped_total"]
+    again.shutdown(2)
+
+
+def test_drops_when_memory_and_spool_are_both_full(options: dict[str, Any]) -> None:
+    client = PeekApiClient(
+        {
+            **options,
+            "endpoint": "http://127.0.0.1:9/e",
+            "batch_size": 10,
+            "max_buffer_size": 20,
+            "max_storage_bytes": 1000,
+            "flush_interval": 0.05,
+        }
+    )
+    for i in range(300):
+        client.track(event(i))
+    client.shutdown(3)
+    stats = client.stats()
+    assert stats["tracked"] == 300
+    assert stats["sent"] == 0
+    assert stats["spooled"] + stats["dropped_total"] == 300
+    assert stats["dropped"]["spool_full"] > 0
+
+
+def test_track_from_many_threads_loses_nothing(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient({**options, "batch_size": 50})
+
+    def work(t: int) -> None:
+        for i in range(500):
+            client.track({**event(i), "path": f"/t/{t}/{i}"})
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert client.flush(10)
+    events = ingest.events()
+    assert len(events) == 4000
+    assert len({e["path"] for e in events}) == 4000
+    assert len(ingest.all_accepted_events()) == 4000
+    client.shutdown(2)
+
+
+def test_track_never_raises(options: dict[str, Any]) -> None:
+    client = PeekApiClient(options)
+
+    class Evil(dict[str, Any]):
+        def copy(self) -> dict[str, Any]:
+            raise RuntimeError("boom")
+
+        def __getitem__(self, key: str) -> Any:
+            raise RuntimeError("boom")
+
+    client.track(Evil())
+    client.track(None)  # type: ignore[arg-type]
+    assert client.flush(3)
+    assert client.stats()["dropped"]["invalid"] == 2
+    client.shutdown(1)
+
+
+def test_stats_snapshot_shape(ingest: IngestServer, options: dict[str, Any]) -> None:
+    client = PeekApiClient(options)
+    for i in range(3):
+        client.track(event(i))
+    client.flush(3)
+    stats = client.stats()
+    assert stats["tracked"] == 3 and stats["sent"] == 3 and stats["sent_batches"] == 1
+    assert stats["queue_depth"] == 0 and stats["in_flight"] == 0
+    assert set(stats["dropped"]) >= {"invalid", "too_large", "buffer_full", "rejected", "spool_full"}
+    client.shutdown(1)
