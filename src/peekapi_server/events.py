@@ -63,7 +63,9 @@ def parse_timestamp(value: object, now_ms: int, min_ms: int, max_ms: int) -> int
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
+    if not (1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 60):
+        return None
+    if not 1 <= day <= calendar.monthrange(year, month)[1]:
         return None
     try:
         seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))

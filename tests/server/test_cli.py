@@ -1,0 +1,129 @@
+"""The ``peekapi`` command, run as a real subprocess: admin commands, ``serve``, and the missing-extra message."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peekapi_server.store import open_store
+from tests.server.support import free_port, http
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "peekapi.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_projects_keys_and_tokens(db_url: str) -> None:
+    name = f"cli-{time.time_ns()}"
+    r = run("project", "create", name, "--database", db_url, "--endpoint-cap", "9")
+    assert r.returncode == 0, r.stderr
+    assert name in r.stdout
+    again = run("project", "create", name, "--database", db_url)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    key = run("key", "create", name, "--database", db_url)
+    assert key.returncode == 0 and key.stdout.strip().startswith("ak_live_")
+    assert "shown once" in key.stderr
+    secret = key.stdout.strip()
+    listed = run("key", "list", "--project", name, "--database", db_url)
+    assert secret[:16] in listed.stdout and secret not in listed.stdout and "active" in listed.stdout
+    token = run("token", "create", name, "--database", db_url)
+    assert token.stdout.strip().startswith("rt_")
+    revoked = run("key", "revoke", secret[:16], "--database", db_url)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in run("key", "list", "--project", name, "--database", db_url).stdout
+    missing = run("key", "create", "no-such-project", "--database", db_url)
+    assert missing.returncode == 1 and "no project" in missing.stderr
+    assert name in run("project", "list", "--database", db_url).stdout
+
+
+def test_database_defaults_to_the_per_user_data_dir(tmp_path: Path) -> None:
+    env = {"XDG_DATA_HOME": str(tmp_path), "PEEKAPI_DATABASE_URL": ""}
+    assert run("project", "create", "default-db", env=env).returncode == 0
+    assert (tmp_path / "peekapi" / "peekapi.db").is_file()
+
+
+def test_serve_receives_events(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'serve.db'}"
+    assert run("project", "create", "served", "--database", db).returncode == 0
+    key = run("key", "create", "served", "--database", db).stdout.strip()
+    token = run("token", "create", "served", "--database", db).stdout.strip()
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(port), "--database", db, "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if http("GET", url + "/healthz", timeout=1).status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        body = json.dumps([{"method": "GET", "path": "/x/1", "status_code": 200, "response_time_ms": 3}]).encode()
+        r = http("POST", url + "/v1/events", body, {"x-api-key": key, "x-peekapi-batch-id": "one"})
+        assert r.json() == {"accepted": 1, "rejected": 0}
+        deadline = time.monotonic() + 10
+        while http("GET", url + "/healthz").json()["queued_events"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        overview = http("GET", url + "/v1/overview", headers={"authorization": f"Bearer {token}"}).json()
+        assert overview["totals"]["requests"] == 1
+        many = json.dumps([json.loads(body)[0]] * 500).encode()
+        for i in range(10):
+            assert (
+                http("POST", url + "/v1/events", many, {"x-api-key": key, "x-peekapi-batch-id": f"m{i}"}).status == 200
+            )
+    finally:
+        proc.terminate()  # a graceful stop: what was acknowledged is written before the process exits
+        proc.communicate(timeout=20)
+    assert proc.returncode in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    store = open_store(db)
+    try:
+        (project,) = store.list_projects()
+        assert store.count_events(project.id) == 5001
+    finally:
+        store.close()
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
+    r = run("serve", "--workers", "2", "--database", f"sqlite:///{tmp_path / 'w.db'}")
+    assert r.returncode == 2
+    assert "SQLite has one writer" in r.stderr
+
+
+def test_unsupported_database_urls_are_reported(tmp_path: Path) -> None:
+    r = run("project", "list", "--database", "mysql://localhost/x")
+    assert r.returncode == 2 and "unsupported database URL" in r.stderr
+
+
+def test_a_missing_server_extra_names_the_install_command() -> None:
+    code = "import sys; sys.modules['starlette'] = None; from peekapi.cli import main; sys.exit(main(['serve']))"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert 'pip install "peekapi[server]"' in r.stderr
+    # the CLI module itself imports nothing outside the standard library
+    probe = (
+        "import sys, peekapi.cli; print(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('starlette', 'uvicorn', 'psycopg', 'peekapi_server')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
