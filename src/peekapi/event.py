@@ -143,7 +143,7 @@ def _optional_text(value: object, limit: int) -> str | None:
 
 
 def _status(value: object) -> int:
-    if type(value) is int:
+    if type(value) is int and 0 <= value <= 999:
         return value
     number = _number(value)
     if number is None or not number.is_integer() or not 0 <= number <= 999:

@@ -10,6 +10,7 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 import weakref
 from types import FrameType
@@ -29,6 +30,7 @@ class Managed(Protocol):
 
 _clients: weakref.WeakSet[Managed] = weakref.WeakSet()
 _installed = False
+_exit_timeout = 2.0
 
 
 def register(client: Managed, exit_timeout: float, signals: bool) -> None:
@@ -37,10 +39,11 @@ def register(client: Managed, exit_timeout: float, signals: bool) -> None:
     Signal handlers are installed only when called from the main thread (elsewhere only atexit applies); each
     chains to the handler that was there before. Never raises.
     """
-    global _installed
+    global _installed, _exit_timeout
     _clients.add(client)
     if not _installed:
         _installed = True
+        _exit_timeout = exit_timeout
         atexit.register(_at_exit, exit_timeout)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -69,6 +72,24 @@ def _after_fork_in_child() -> None:
             client._after_fork()
         except Exception:
             logger.exception("peekapi: resetting the client after fork failed")
+    mp_util = sys.modules.get("multiprocessing.util")
+    if _clients and mp_util is not None:
+        # A multiprocessing child ends with os._exit(), which skips atexit, and clears the finalizers it
+        # inherited; its after-fork hooks run after that, so one of them arms our flush as a finalizer.
+        mp_util.register_after_fork(_mp_anchor, _arm_multiprocessing_exit)
+
+
+class _Anchor:
+    """A weak-referenceable object that multiprocessing's after-fork registry can hold."""
+
+
+_mp_anchor = _Anchor()
+
+
+def _arm_multiprocessing_exit(_: object) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(None, _at_exit, args=(_exit_timeout,), exitpriority=100)
 
 
 def _chain(signum: int, ref: weakref.ref[Managed], timeout: float) -> None:

@@ -81,6 +81,7 @@ class HttpTransport:
         self._conn: http.client.HTTPConnection | None = None
         self._gzip = False
         self._context: ssl.SSLContext | None = None
+        self._aborted = False
 
     def send(self, batch_id: str, body: bytes) -> SendResult:
         """POST one batch body with its id. Blocks up to about twice the timeout. Never raises."""
@@ -95,12 +96,14 @@ class HttpTransport:
             compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
             body = compressor.compress(body) + compressor.flush()
             headers["Content-Encoding"] = "gzip"
+        if self._aborted:
+            return SendResult("retry", detail="aborted at shutdown")
         reused = self._conn is not None
         try:
             return self._exchange(body, headers)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
             self.close()
-            if not reused:
+            if not reused or self._aborted:
                 return SendResult("retry", detail=_describe(exc))
         except (OSError, http.client.HTTPException, ValueError) as exc:
             self.close()
@@ -166,7 +169,11 @@ class HttpTransport:
         raise last or OSError(f"could not resolve {host}")
 
     def abort(self) -> None:
-        """Cut the current request short (from another thread, at shutdown). Never raises."""
+        """Cut the current request short (from another thread, at shutdown); no request is made after it.
+
+        Never raises.
+        """
+        self._aborted = True
         conn = self._conn
         sock = conn.sock if conn is not None else None
         if sock is not None:

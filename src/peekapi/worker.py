@@ -87,6 +87,7 @@ class Worker:
         self._next_recovery = 0.0
         self._reported_full = 0
         self._threads: list[threading.Thread] = []
+        self._current: Batch | None = None  # the batch the sender is delivering
 
     # -- control, from any thread -------------------------------------------------------------------------
 
@@ -137,12 +138,26 @@ class Worker:
             self._batcher_bell.ring()
             for thread in self._threads:
                 thread.join(JOIN_GRACE)
+            if self._threads[1].is_alive():
+                self._rescue()
         finished = not any(t.is_alive() for t in self._threads)
         if finished:
             self._transport.close()
             self._batcher_bell.close()
             self._sender_bell.close()
         return finished
+
+    def _rescue(self) -> None:
+        """Last resort when the sender is stuck past the deadline: spool what it holds from this thread.
+
+        Should the sender still deliver a batch afterwards, its id lets the collector drop the duplicate.
+        """
+        held = [self._current] if self._current is not None else []
+        held += [i for i in list(self._outbox) if isinstance(i, Batch)]
+        self._current = None
+        self._outbox.clear()
+        self._got_events = self._put_events
+        self._to_spool(held)
 
     @property
     def in_flight(self) -> int:
@@ -260,6 +275,13 @@ class Worker:
             self._sender_bell.wait(self._next_recovery - now)
 
     def _send_live(self, batch: Batch) -> None:
+        self._current = batch
+        try:
+            self._deliver(batch)
+        finally:
+            self._current = None
+
+    def _deliver(self, batch: Batch) -> None:
         if self._past_deadline():
             self._to_spool([batch])
             return
