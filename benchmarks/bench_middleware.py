@@ -1,0 +1,406 @@
+"""What the middleware costs a request: peekapi vs the bare app vs peekapi 0.1.0.
+
+Two measurements, each interleaving the variants in one run and reporting medians:
+
+1. In-process (``inproc``): a minimal Starlette app (ASGI) and a minimal Flask app (WSGI) called directly, no
+   sockets: microseconds per request for the bare app, with this peekapi, and with peekapi 0.1.0. Both SDKs
+   deliver to a loopback sink running in a subprocess, so their background threads do their real work.
+2. Over sockets (``load``): uvicorn (Starlette) and gunicorn (Flask), one worker each, loaded by ``wrk`` on
+   127.0.0.1: requests per second, bare vs peekapi.
+
+    python benchmarks/bench_middleware.py             # both
+    python benchmarks/bench_middleware.py inproc      # in-process only
+    python benchmarks/bench_middleware.py load        # sockets only (needs wrk: apt-get install wrk)
+
+peekapi 0.1.0 is installed on first use into /tmp/peekapi010 (``pip install --target``) and imported as
+``peekapi010``, so both versions run in one process. Needs the ``frameworks`` extra. Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import io
+import os
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+OLD_DIR = Path(os.environ.get("PEEKAPI010_DIR", "/tmp/peekapi010"))
+HERE = Path(__file__).resolve().parent
+
+SINK = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+# -- the apps ---------------------------------------------------------------------------------------------
+
+
+def _sink_url() -> str:
+    url = os.environ.get("BENCH_SINK")
+    if not url:
+        raise RuntimeError("BENCH_SINK is not set")
+    return url
+
+
+# The variants measured in-process. "peekapi" and "peekapi010" are measured with their delivery of the
+# batch's events included. "peekapi-path" holds delivery back during a batch (batch size and interval beyond
+# it) and delivers after it, untimed: the cost on the request path alone.
+VARIANTS = ("bare", "peekapi", "peekapi-path", "peekapi010")
+CLIENTS: dict[str, list[Any]] = {}
+
+
+def _new_client(variant: str) -> Any:
+    options: dict[str, Any] = {"api_key": "ak_bench", "endpoint": _sink_url()}
+    if variant == "peekapi010":
+        client = load_old().PeekApiClient(options)
+    else:
+        from peekapi import PeekApiClient
+
+        options["storage_path"] = tempfile.mkdtemp(prefix="peekapi-bench-")
+        if variant == "peekapi-path":
+            options.update(batch_size=1_000_000, max_buffer_size=1_000_000, flush_interval=3600.0)
+        client = PeekApiClient(options)
+    CLIENTS.setdefault(variant, []).append(client)
+    return client
+
+
+def starlette_app(variant: str = "bare") -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello, world")
+
+    app = Starlette(routes=[Route("/", hello)])
+    if variant in ("peekapi", "peekapi-path"):
+        from peekapi.middleware import PeekApiASGI
+
+        app.add_middleware(PeekApiASGI, client=_new_client(variant))
+    elif variant == "peekapi010":
+        app.add_middleware(load_old_middleware("asgi").PeekApiASGI, client=_new_client(variant))
+    return app
+
+
+def flask_app(variant: str = "bare") -> Any:
+    from flask import Flask
+
+    app = Flask("bench")
+
+    @app.get("/")
+    def hello() -> str:
+        return "hello, world"
+
+    if variant in ("peekapi", "peekapi-path"):
+        from peekapi.middleware import PeekApiWSGI
+
+        app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
+    elif variant == "peekapi010":
+        old = load_old_middleware("wsgi").PeekApiWSGI
+        app.wsgi_app = old(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
+    return app
+
+
+# Factories for the servers of the load test (uvicorn --factory, gunicorn "module:call()").
+def starlette_bare() -> Any:
+    return starlette_app("bare")
+
+
+def starlette_peekapi() -> Any:
+    return starlette_app("peekapi")
+
+
+def flask_bare() -> Any:
+    return flask_app("bare")
+
+
+def flask_peekapi() -> Any:
+    return flask_app("peekapi")
+
+
+# -- peekapi 0.1.0 next to this one -----------------------------------------------------------------------
+
+
+def load_old() -> types.ModuleType:
+    """peekapi 0.1.0 imported as ``peekapi010`` (installed into OLD_DIR on first use)."""
+    if "peekapi010" in sys.modules:
+        return sys.modules["peekapi010"]
+    package = OLD_DIR / "peekapi"
+    if not (package / "__init__.py").exists():
+        print(f"installing peekapi==0.1.0 into {OLD_DIR} ...", file=sys.stderr)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(OLD_DIR), "peekapi==0.1.0"],
+            check=True,
+        )
+    spec = importlib.util.spec_from_file_location(
+        "peekapi010", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["peekapi010"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_old_middleware(name: str) -> types.ModuleType:
+    load_old()
+    return importlib.import_module(f"peekapi010.middleware.{name}")
+
+
+# -- in-process -------------------------------------------------------------------------------------------
+
+SCOPE = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.4"},
+    "http_version": "1.1",
+    "method": "GET",
+    "scheme": "http",
+    "path": "/",
+    "raw_path": b"/",
+    "root_path": "",
+    "query_string": b"",
+    "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*")],
+    "client": ("127.0.0.1", 50000),
+    "server": ("127.0.0.1", 8000),
+    "state": {},
+}
+
+
+def asgi_runner(app: Any, n: int) -> Callable[[], None]:
+    """A callable that sends ``n`` requests through ``app``."""
+    request = {"type": "http.request", "body": b"", "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return request
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def batch() -> None:
+        template = SCOPE
+        for _ in range(n):
+            scope = dict(template)
+            scope["state"] = {}
+            await app(scope, receive, send)
+
+    loop = asyncio.new_event_loop()
+    return lambda: loop.run_until_complete(batch())
+
+
+def wsgi_runner(app: Any, n: int) -> Callable[[], None]:
+    """A callable that sends ``n`` requests through ``app``."""
+    template = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "bench",
+        "HTTP_ACCEPT": "*/*",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return None
+
+    def batch() -> None:
+        for _ in range(n):
+            environ = dict(template)
+            environ["wsgi.input"] = io.BytesIO(b"")
+            result = app(environ, start_response)
+            for _chunk in result:
+                pass
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    return batch
+
+
+def _drain(variant: str) -> None:
+    """Deliver everything the variant's clients hold (0.1.0's flush() sends one batch a call)."""
+    for client in CLIENTS.get(variant, ()):
+        if variant == "peekapi010":
+            while client._buffer:
+                client.flush()
+        else:
+            client.flush(60)
+
+
+def _timed(variant: str, run: Callable[[], None], n: int) -> float:
+    """CPU µs per request of this process (all its threads): the batch, plus delivering its events.
+
+    Process CPU time rather than wall time: other load on the machine does not count, the SDKs' background
+    threads do. For "peekapi-path" the delivery after the batch is left out (the request path alone).
+    """
+    start = time.process_time()
+    run()
+    if variant != "peekapi-path":
+        _drain(variant)
+    spent = time.process_time() - start
+    if variant == "peekapi-path":
+        _drain(variant)
+    return spent / n * 1e6
+
+
+def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
+    load_old()
+    suites = {
+        "starlette (ASGI)": {v: asgi_runner(starlette_app(v), n) for v in VARIANTS},
+        "flask (WSGI)": {v: wsgi_runner(flask_app(v), n) for v in VARIANTS},
+    }
+    results: dict[str, dict[str, float]] = {}
+    for suite, runners in suites.items():
+        for variant, run in runners.items():  # warm up
+            _timed(variant, run, n)
+        samples: dict[str, list[float]] = {v: [] for v in runners}
+        order = list(runners)
+        for _ in range(rounds):
+            random.shuffle(order)
+            for variant in order:
+                samples[variant].append(_timed(variant, runners[variant], n))
+        medians = {v: statistics.median(s) for v, s in samples.items()}
+        results[suite] = medians
+        bare = medians["bare"]
+        print(f"\n{suite}: CPU µs per request, median of {rounds} interleaved batches of {n}")
+        for variant, value in medians.items():
+            extra = "" if variant == "bare" else f"   (+{value - bare:.2f} µs, x{value / bare:.2f})"
+            print(f"  {variant:<13} {value:8.2f}{extra}")
+    return results
+
+
+# -- over sockets -----------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def _server_command(kind: str, factory: str, port: int) -> list[str]:
+    if kind == "uvicorn":
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", f"bench_middleware:{factory}",
+            "--app-dir", str(HERE), "--port", str(port), "--log-level", "warning", "--no-access-log",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-w", "1", "-b", f"127.0.0.1:{port}",
+        "--log-level", "warning", f"bench_middleware:{factory}()",
+    ]  # fmt: skip
+
+
+def _wrk(port: int, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    return float(match.group(1))
+
+
+def load(rounds: int, seconds: int, connections: int) -> dict[str, dict[str, float]]:
+    suites = {
+        "uvicorn + starlette": ("uvicorn", {"bare": "starlette_bare", "peekapi": "starlette_peekapi"}),
+        "gunicorn + flask": ("gunicorn", {"bare": "flask_bare", "peekapi": "flask_peekapi"}),
+    }
+    results: dict[str, dict[str, float]] = {}
+    for suite, (kind, factories) in suites.items():
+        samples: dict[str, list[float]] = {v: [] for v in factories}
+        for _ in range(rounds):
+            for variant, factory in factories.items():
+                port = _free_port()
+                server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
+                try:
+                    _wait_port(port)
+                    _wrk(port, 2, connections)  # warm up
+                    samples[variant].append(_wrk(port, seconds, connections))
+                finally:
+                    os.killpg(server.pid, signal.SIGTERM)
+                    server.wait(timeout=30)
+        medians = {v: statistics.median(s) for v, s in samples.items()}
+        results[suite] = medians
+        bare = medians["bare"]
+        print(f"\n{suite}: requests/s, median of {rounds} runs of {seconds} s, wrk -c{connections}")
+        for variant, value in medians.items():
+            extra = "" if variant == "bare" else f"   ({(value / bare - 1) * 100:+.1f}%)"
+            print(f"  {variant:<11} {value:10.0f}{extra}   runs: {', '.join(f'{x:.0f}' for x in samples[variant])}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="?", choices=("inproc", "load", "all"), default="all")
+    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 41 inproc, 3 load)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per in-process batch")
+    parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    args = parser.parse_args()
+    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sink.stdout is not None
+        os.environ["BENCH_SINK"] = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/events"
+        os.environ.setdefault("PYTHONPATH", str(HERE.parent / "src"))
+        if args.what in ("inproc", "all"):
+            inproc(args.rounds or 41, args.requests)
+        if args.what in ("load", "all"):
+            load(args.rounds or 3, args.seconds, args.connections)
+    finally:
+        sink.terminate()
+        sink.wait()
+
+
+if __name__ == "__main__":
+    main()

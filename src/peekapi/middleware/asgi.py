@@ -1,0 +1,193 @@
+"""ASGI middleware: FastAPI, Starlette, Litestar and any ASGI 3 application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from time import perf_counter
+
+from peekapi.client import PeekApiClient
+
+from .capture import Capture, asgi_header_dict, parse_size, resolve_client
+from .routes import ASGIRoutes
+from .types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("peekapi")
+
+__all__ = ["PeekApiASGI"]
+
+
+class PeekApiASGI:
+    """Records every HTTP request that passes through an ASGI application.
+
+    Either hand it a client, or options to build one (middleware given equal options share one client)::
+
+        app.add_middleware(PeekApiASGI, client=client)                   # FastAPI, Starlette
+        app.add_middleware(PeekApiASGI, api_key="ak_...", exclude_paths=["/health"])
+        Litestar(..., middleware=[DefineMiddleware(PeekApiASGI, client=client)])
+        app = PeekApiASGI(any_asgi_app, client=client)
+
+    Invalid options raise ``ValueError`` when the middleware is built. Websocket scopes pass through untouched;
+    lifespan scopes too, except that the client is flushed when the application reports its shutdown complete.
+
+    The middleware never changes, delays or buffers the response, and never raises an error of its own into
+    the application: an exception from the application is recorded (status 500 unless the response had
+    started) and re-raised unchanged. It keeps no per-request state on itself, so one instance serves any
+    number of concurrent requests.
+    """
+
+    __slots__ = ("_capture", "_routes", "app", "client")
+
+    def __init__(self, app: ASGIApp, client: PeekApiClient | None = None, **options: object) -> None:
+        self.app = app
+        self.client = resolve_client(client, options)
+        self._capture = Capture(self.client)
+        self._routes = ASGIRoutes()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self.app(scope, receive, _LifespanSend(self.client, send).send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        capture = self._capture
+        if capture.filters and capture.excluded(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(self, scope, receive, send)
+        try:
+            await self.app(scope, exchange.receive, exchange.send)
+        except BaseException:
+            if not exchange.done:
+                exchange.finish()
+            raise
+        if not exchange.done:
+            exchange.finish()
+
+
+class _Exchange:
+    """One HTTP request/response in flight: counts what goes through ``receive`` and ``send``."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "done",
+        "middleware",
+        "path",
+        "received",
+        "response_headers",
+        "scope",
+        "sent",
+        "start",
+        "status",
+    )
+
+    def __init__(self, middleware: PeekApiASGI, scope: Scope, receive: Receive, send: Send) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        # Routers may rewrite it as they descend (Litestar, mounts): keep what the client asked for.
+        self.path: str = scope["path"]
+        self.status = 0
+        self.sent = 0
+        self.received = 0
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.done = False
+        self.start = perf_counter()
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+        return message
+
+    def send(self, message: Message) -> Awaitable[None]:
+        # A plain function handing back the server's own awaitable: no extra coroutine per message, except
+        # for the last body message, after which the request is recorded.
+        kind = message["type"]
+        if kind == "http.response.body":
+            self.sent += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return self._send_last(message)
+        elif kind == "http.response.start":
+            self.status = message["status"]
+            self.response_headers = message.get("headers", self.response_headers)
+        elif kind == "http.response.pathsend":
+            return self._send_last(message)
+        return self._send(message)
+
+    async def _send_last(self, message: Message) -> None:
+        await self._send(message)
+        if message["type"] == "http.response.pathsend":
+            # The server sent a whole file: its Content-Length is the body size.
+            self.sent = _content_length(self.response_headers)
+        self.finish()
+
+    def finish(self) -> None:
+        """Record the request, once: at its last body byte, or when the application returned or raised."""
+        end = perf_counter()
+        self.done = True
+        try:
+            middleware = self.middleware
+            capture = middleware._capture
+            scope = self.scope
+            raw_headers = scope.get("headers") or ()
+            content_length = api_key = authorization = None
+            for name, value in raw_headers:
+                if name == b"content-length":
+                    content_length = value
+                elif name == b"x-api-key":
+                    api_key = value
+                elif name == b"authorization":
+                    authorization = value
+            if capture.identify is not None:
+                consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
+            elif api_key is None and authorization is None:
+                consumer_id = None
+            else:
+                consumer_id = capture.default_consumer(
+                    api_key.decode("latin-1") if api_key else None,
+                    authorization.decode("latin-1") if authorization else None,
+                )
+            request_size = self.received if content_length is None else parse_size(content_length)
+            path = self.path
+            if capture.query_string:
+                path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
+            capture.emit(
+                scope["method"],
+                path,
+                middleware._routes.template(scope),
+                self.status or 500,
+                (end - self.start) * 1000.0,
+                self.received if request_size is None else request_size,
+                self.sent,
+                consumer_id,
+            )
+        except Exception:  # never into the app
+            logger.exception("peekapi: could not record an ASGI request")
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return parse_size(value) or 0
+    return 0
+
+
+class _LifespanSend:
+    """Wraps a lifespan ``send`` to flush the client before the server learns that shutdown is complete."""
+
+    __slots__ = ("_send", "client")
+
+    def __init__(self, client: PeekApiClient, send: Send) -> None:
+        self.client = client
+        self._send = send
+
+    async def send(self, message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            # Blocks the loop for at most shutdown_timeout, while the server waits for this very message.
+            self.client.flush(self.client.settings.shutdown_timeout)
+        await self._send(message)

@@ -1,0 +1,255 @@
+"""WSGI middleware: Flask, Bottle and any PEP 3333 application."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from time import perf_counter
+from typing import Any, BinaryIO, cast
+
+from peekapi.client import PeekApiClient
+
+from .capture import Capture, parse_size, resolve_client
+from .routes import wsgi_route
+from .types import Environ, ExcInfo, StartResponse, WriteCallable, WSGIApp
+
+logger = logging.getLogger("peekapi")
+
+__all__ = ["PeekApiWSGI"]
+
+
+class PeekApiWSGI:
+    """Records every request that passes through a WSGI application.
+
+    Either hand it a client, or options to build one (middleware given equal options share one client)::
+
+        app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=client)      # Flask
+        app = PeekApiWSGI(bottle_app, api_key="ak_...", exclude_methods=["OPTIONS"])
+
+    Invalid options raise ``ValueError`` when the middleware is built.
+
+    The response is passed on unchanged and never buffered: the body is counted as the server iterates it,
+    ``close()`` is forwarded, a ``wsgi.file_wrapper`` response is returned as the very same object (so the
+    server can still use ``sendfile``), ``start_response`` may be called late or again with ``exc_info``, and
+    ``write()`` is counted too. An exception from the application is recorded (status 500 unless body bytes
+    had gone out) and re-raised unchanged. Nothing of the middleware's own is ever raised into the application.
+    Thread-safe: per-request state lives in a per-request object.
+    """
+
+    __slots__ = ("_capture", "app", "client")
+
+    def __init__(self, app: WSGIApp, client: PeekApiClient | None = None, **options: object) -> None:
+        self.app = app
+        self.client = resolve_client(client, options)
+        self._capture = Capture(self.client)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        capture = self._capture
+        if capture.filters and capture.excluded(environ.get("REQUEST_METHOD", "GET"), path):
+            return self.app(environ, start_response)
+        exchange = _Exchange(capture, environ, start_response, path)
+        try:
+            result = self.app(environ, exchange.start_response)
+        except BaseException:
+            exchange.failed = True
+            exchange.finish()
+            raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if file_wrapper is not None and type(result) is file_wrapper:
+            return exchange.watch_file(result)
+        return _Body(result, exchange)
+
+
+class _Exchange:
+    """One request/response in flight."""
+
+    __slots__ = (
+        "_start_response",
+        "_write",
+        "capture",
+        "done",
+        "environ",
+        "failed",
+        "input",
+        "path",
+        "response_headers",
+        "sent",
+        "start",
+        "status",
+    )
+
+    def __init__(self, capture: Capture, environ: Environ, start_response: StartResponse, path: str) -> None:
+        self.capture = capture
+        self.environ = environ
+        self._start_response = start_response
+        self._write: WriteCallable | None = None
+        self.path = path
+        self.status = ""
+        self.response_headers: list[tuple[str, str]] = []
+        self.sent = 0
+        self.failed = False
+        self.done = False
+        self.input: _CountingInput | None = None
+        if not environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
+            # A chunked upload: count the bytes the application actually reads.
+            self.input = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
+        self.start = perf_counter()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> WriteCallable:
+        write = self._start_response(status, headers, exc_info)
+        self.status = status
+        self.response_headers = headers
+        self._write = write
+        return self.write
+
+    def write(self, data: bytes) -> object:
+        """The legacy ``write()`` callable: counted, then passed to the server's."""
+        self.sent += len(data)
+        assert self._write is not None  # start_response returned this method
+        return self._write(data)
+
+    def watch_file(self, result: Iterable[bytes]) -> Iterable[bytes]:
+        """Pass a ``wsgi.file_wrapper`` through untouched; record the request when the server closes it."""
+        self.sent += self._file_size(result)
+        try:
+            cast(Any, result).close = _FileClose(self, getattr(result, "close", None)).close
+        except Exception:  # a wrapper that takes no attributes: record now
+            self.finish()
+        return result
+
+    def _file_size(self, result: object) -> int:
+        for name, value in self.response_headers:
+            if name.lower() == "content-length":
+                return parse_size(value) or 0
+        try:
+            filelike: BinaryIO = getattr(result, "filelike")  # noqa: B009 - not every wrapper has one
+            return max(0, os.fstat(filelike.fileno()).st_size - filelike.tell())
+        except Exception:  # not a real file: its size is unknown
+            return 0
+
+    def finish(self) -> None:
+        """Record the request, once. Never raises."""
+        if self.done:
+            return
+        end = perf_counter()
+        self.done = True
+        try:
+            capture = self.capture
+            environ = self.environ
+            path = self.path
+            if not path.isascii():  # PEP 3333 strings are the raw bytes as latin-1
+                path = path.encode("latin-1").decode("utf-8", "replace")
+            if capture.query_string:
+                path = capture.with_query(path, environ.get("QUERY_STRING", ""))
+            content_length = environ.get("CONTENT_LENGTH")
+            request_size = parse_size(content_length) if content_length else None
+            if request_size is None:
+                request_size = self.input.count if self.input is not None else 0
+            capture.emit(
+                environ.get("REQUEST_METHOD", "GET"),
+                path,
+                wsgi_route(environ),
+                500 if self.failed else _status_code(self.status),
+                (end - self.start) * 1000.0,
+                request_size,
+                self.sent,
+                capture.environ_consumer(environ),
+            )
+        except Exception:  # never into the app
+            logger.exception("peekapi: could not record a WSGI request")
+
+
+def _status_code(status: str) -> int:
+    """The code of a WSGI status line (``"200 OK"``); 500 when the application never set a valid one."""
+    try:
+        return int(status[:3])
+    except ValueError:
+        return 500
+
+
+class _Body:
+    """The application's response iterable, counted as the server iterates it; ``close()`` is forwarded."""
+
+    __slots__ = ("_exchange", "_result")
+
+    def __init__(self, result: Iterable[bytes], exchange: _Exchange) -> None:
+        self._result = result
+        self._exchange = exchange
+
+    def __iter__(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        started = False
+        try:
+            for chunk in self._result:
+                exchange.sent += len(chunk)
+                yield chunk
+                started = True
+        except GeneratorExit:  # the server stopped iterating; close() records the request
+            raise
+        except BaseException:
+            exchange.failed = not started  # once the headers are out, the status stands
+            exchange.finish()
+            raise
+        exchange.finish()
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._exchange.finish()
+
+
+class _FileClose:
+    """Replaces a file wrapper's ``close``: closes the file, then records the request."""
+
+    __slots__ = ("_close", "_exchange")
+
+    def __init__(self, exchange: _Exchange, close: Any) -> None:
+        self._exchange = exchange
+        self._close = close
+
+    def close(self) -> None:
+        try:
+            if self._close is not None:
+                self._close()
+        finally:
+            self._exchange.finish()
+
+
+class _CountingInput:
+    """A ``wsgi.input`` stand-in that counts the bytes read through it; everything else is delegated."""
+
+    __slots__ = ("_stream", "count")
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size) if size is not None and size >= 0 else self._stream.read()
+        self.count += len(data)
+        return data
+
+    def readline(self, size: int = -1) -> bytes:
+        data = self._stream.readline(size) if size is not None and size >= 0 else self._stream.readline()
+        self.count += len(data)
+        return data
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        lines = self._stream.readlines(hint) if hint is not None and hint >= 0 else self._stream.readlines()
+        self.count += sum(len(line) for line in lines)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._stream:
+            self.count += len(line)
+            yield line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
