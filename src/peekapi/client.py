@@ -151,6 +151,7 @@ class PeekApiClient:
         self._shutdown_done = threading.Event()
         self._stats = Stats()
         self._closed_drops = Counter()
+        self._worker.discard_after_fork()
         self._buffer, self._worker = self._make_worker()
         if not self._closed:
             self._worker.start()

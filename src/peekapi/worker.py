@@ -147,6 +147,13 @@ class Worker:
             self._sender_bell.close()
         return finished
 
+    def discard_after_fork(self) -> None:
+        """In a forked child: release this (the parent's) worker's sockets; its threads do not exist here."""
+        self._threads = []
+        self._transport.close()
+        self._batcher_bell.close()
+        self._sender_bell.close()
+
     def _rescue(self) -> None:
         """Last resort when the sender is stuck past the deadline: spool what it holds from this thread.
 
