@@ -1,0 +1,57 @@
+"""Shared by the child programs: options from the environment, numbered events, reporting on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from peekapi import PeekApiClient
+
+
+def options(**overrides: Any) -> dict[str, Any]:
+    """Client options: the spool from CHILD_STORAGE, the rest from CHILD_OPTIONS, then ``overrides``.
+
+    ``api_key`` and ``endpoint`` are left out on purpose: the SDK reads PEEKAPI_API_KEY and PEEKAPI_ENDPOINT.
+    """
+    opts: dict[str, Any] = {"storage_path": os.environ["CHILD_STORAGE"]}
+    opts.update(json.loads(os.environ.get("CHILD_OPTIONS") or "{}"))
+    opts.update(overrides)
+    return opts
+
+
+def client(**overrides: Any) -> PeekApiClient:
+    return PeekApiClient(options(**overrides))
+
+
+def event(tag: str, i: int) -> dict[str, Any]:
+    """Event number ``i`` of series ``tag``: its id is in the path and in the metadata."""
+    ident = f"{tag}-{i}"
+    return {
+        "method": "get",
+        "path": f"/e/{ident}",
+        "status_code": 200,
+        "response_time_ms": 1.0,
+        "metadata": {"id": ident, "pid": os.getpid()},
+    }
+
+
+def say(*parts: object) -> None:
+    """One line on stdout, flushed at once (the test waits on it)."""
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
+    sys.stdout.flush()
+
+
+def stats_line(c: PeekApiClient) -> None:
+    say("stats", json.dumps(c.stats()))
+
+
+def wait_line(expected: str = "go", timeout: float = 60.0) -> None:
+    """Block until the test writes ``expected`` on stdin (or stdin closes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = sys.stdin.readline()
+        if not line or line.strip() == expected:
+            return
