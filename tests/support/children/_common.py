@@ -23,6 +23,12 @@ def options(**overrides: Any) -> dict[str, Any]:
 
 
 def client(**overrides: Any) -> PeekApiClient:
+    interval = os.environ.get("CHILD_RECOVERY_INTERVAL")
+    if interval:
+        # Only to make "periodically" (every 30 s) testable in seconds; what happens is observed at the wire.
+        import peekapi.worker
+
+        peekapi.worker.RECOVERY_INTERVAL = float(interval)
     return PeekApiClient(options(**overrides))
 
 
