@@ -7,6 +7,7 @@ deduplication by batch id (``events()``) and on the raw wire (``all_accepted_eve
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
@@ -132,6 +133,19 @@ def test_sigterm_in_the_middle_of_tracking_neither_deadlocks_nor_loses(spawn: An
     extra = received - series("busy", tracked)
     assert extra <= {f"busy-{tracked}"}, sorted(extra)
     assert_exactly_once(ingest, series("busy", tracked) | extra)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="core bug: SIGTERM landing while the main thread is inside client.stats() (holding Stats._lock) "
+    "deadlocks the handler: the sender and the handler both wait for that lock forever",
+)
+def test_sigterm_while_the_app_is_inside_a_peekapi_call_that_holds_a_lock(spawn: Any, ingest: IngestServer) -> None:
+    child = spawn("signals", "in-lock", "200", **HELD)
+    child.expect("tracked")
+    where = child.expect("signal-")  # "inside Stats.snapshot" today; "outside" once no such lock is taken
+    assert child.wait(8) == -signal.SIGTERM, where
+    assert_exactly_once(ingest, series("in-lock", 200))
 
 
 # -- SIGTERM while the collector is down or hangs --------------------------------------------------------------
@@ -267,6 +281,21 @@ def test_a_client_created_before_fork_delivers_each_event_once(spawn: Any, inges
     assert child.expect("child-exit") == "0"
     # The forked child delivered its own events (also "mp-noflush", whose child ends with os._exit without a
     # flush), and none of the parent's (which the parent still holds).
+    assert_exactly_once(ingest, series("child", 80))
+    child.send("go")
+    child.expect("post")
+    assert child.wait(10) == 0
+    assert_exactly_once(ingest, series("pre", 120) | series("child", 80) | series("post", 60))
+
+
+def test_sigterm_to_a_forked_child_flushes_the_childs_events_only(spawn: Any, ingest: IngestServer) -> None:
+    child = spawn("forking", "os-term", "120", "80", "60", **HELD)
+    child.expect("pre")
+    forked = int(child.expect("forked"))
+    time.sleep(0.2)
+    assert ingest.requests == []
+    os.kill(forked, signal.SIGTERM)  # as a gunicorn arbiter stops a worker
+    assert child.expect("child-exit") == str(-signal.SIGTERM)
     assert_exactly_once(ingest, series("child", 80))
     child.send("go")
     child.expect("post")

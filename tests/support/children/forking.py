@@ -4,6 +4,8 @@ Usage: ``forking.py MODE PRE CHILD POST``. The parent creates the client and tra
 
 - ``os-exit``: ``os.fork()``; the child tracks CHILD events ``child-i``, calls ``shutdown()`` and ``os._exit(0)``;
 - ``sys-exit``: the same, but the child ends with ``sys.exit(0)`` (atexit must flush it);
+- ``os-term``: the same, but the child says ``forked PID`` and waits to be ended by SIGTERM (the handlers it
+  inherited must flush the child's client, and the signal must still kill it);
 - ``mp``: a ``multiprocessing`` process started with the 'fork' method tracks CHILD events ``child-i`` and
   returns after ``flush()``;
 - ``mp-noflush``: the same, but the target just returns (multiprocessing ends the child with ``os._exit``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import warnings
 
@@ -25,6 +28,7 @@ from _common import client, event, say, wait_line
 warnings.simplefilter("ignore", DeprecationWarning)
 
 mode, pre, in_child, post = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
 c = client()
 for i in range(pre):
     c.track(event("pre", i))
@@ -38,7 +42,7 @@ def work() -> None:
         c.flush(10)
 
 
-if mode in ("os-exit", "sys-exit"):
+if mode in ("os-exit", "sys-exit", "os-term"):
     pid = os.fork()
     if pid == 0:
         try:
@@ -46,6 +50,10 @@ if mode in ("os-exit", "sys-exit"):
             if mode == "os-exit":
                 ok = c.shutdown(10)
                 os._exit(0 if ok else 1)
+            if mode == "os-term":
+                say("forked", os.getpid())
+                while True:
+                    signal.pause()
         except BaseException:
             os._exit(2)
         sys.exit(0)

@@ -8,13 +8,21 @@ With ``warm``, one event (``warm-0``) is delivered first, so the connection is o
 - ``int``: SIGINT must flush and then raise KeyboardInterrupt in the main thread as usual.
 - ``busy``: the main thread keeps tracking (COUNT is ignored) when SIGTERM lands, maybe inside ``track()``;
   the app's handler (installed before the client) says ``app-handler N`` (events tracked so far) and exits 3.
+- ``in-lock``: after tracking, the main thread keeps calling ``stats()``; a profile hook sends SIGTERM to the
+  process at the first moment the main thread, inside peekapi code, holds a lock (says ``signal-inside
+  Class.method``), so the handler runs right there. If no such moment comes within 2 s, it sends SIGTERM from
+  outside any call (says ``signal-outside``). Nothing else installed: the signal must still kill the process.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import threading
 import time
+from types import FrameType
+from typing import Any
 
 from _common import client, event, say
 
@@ -50,6 +58,36 @@ if mode == "busy":
 for i in range(count):
     c.track(event(mode, i))
 tracked = count
+
+if mode == "in-lock":
+    lock_type = type(threading.Lock())
+    fired = False
+
+    def hook(frame: FrameType, what: str, arg: Any) -> None:
+        global fired
+        if fired or what != "c_call" or "peekapi" not in frame.f_code.co_filename:
+            return
+        owner = frame.f_locals.get("self")
+        for value in getattr(owner, "__dict__", {}).values():
+            # Held, and not by the very call that is acquiring it: this thread is inside the locked region.
+            if isinstance(value, lock_type) and value.locked() and getattr(arg, "__self__", None) is not value:
+                fired = True
+                sys.setprofile(None)
+                say("signal-inside", f"{type(owner).__name__}.{frame.f_code.co_name}")
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs on this thread, lock still held
+                return
+
+    say("tracked", count)
+    sys.setprofile(hook)
+    until = time.monotonic() + 2.0
+    while time.monotonic() < until:
+        c.stats()
+    sys.setprofile(None)
+    say("signal-outside")
+    os.kill(os.getpid(), signal.SIGTERM)
+    while True:
+        signal.pause()
+
 try:
     say("tracked", count)
     while True:
