@@ -14,9 +14,16 @@ from litestar.response import Stream
 
 from peekapi.middleware import PeekApiASGI
 
+try:  # Litestar >= 2.2x wants path parameters declared; older versions infer them
+    from litestar.params import FromPath
+
+    OrderId = FromPath[int]
+except ImportError:
+    OrderId = int  # type: ignore[misc]
+
 
 @get("/orders/{oid:int}")
-async def get_order(oid: int) -> dict[str, int]:
+async def get_order(oid: OrderId) -> dict[str, int]:
     return {"id": oid}
 
 

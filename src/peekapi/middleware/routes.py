@@ -7,8 +7,9 @@ Each framework leaves the matched route somewhere different; nothing here import
   longer ``scope["root_path"]``, whose template is looked up once among the app's ``Mount`` routes.
 - Litestar puts ``scope["path_template"]`` (parameters without their types); the declared path
   (``/orders/{oid:int}``) is looked up once among the app's routes.
-- Flask (werkzeug) leaves its request in ``environ["werkzeug.request"]`` with ``url_rule``; Bottle leaves the
-  route in ``environ["bottle.route"]``.
+- Flask clears ``environ["werkzeug.request"]`` before its ``wsgi_app`` returns, so a teardown function
+  registered on the app (:func:`watch_flask`) copies ``request.url_rule`` into ``environ["peekapi.route"]``.
+  Bottle leaves the route in ``environ["bottle.route"]``.
 - Django: ``request.resolver_match.route`` (read in ``peekapi.middleware.django``).
 
 A lookup that finds nothing returns None: the event then has no ``route``. Lookups never raise.
@@ -25,7 +26,9 @@ from .types import Scope
 
 logger = logging.getLogger("peekapi")
 
-__all__ = ["ASGIRoutes", "wsgi_route"]
+__all__ = ["ASGIRoutes", "watch_flask", "wsgi_route"]
+
+FLASK_ROUTE_KEY = "peekapi.route"
 
 # Caches below are bounded: they are keyed by concrete mount prefixes, which may hold ids.
 _MAX_CACHED = 1024
@@ -201,17 +204,45 @@ def _endpoint_paths(routes: Iterable[Any]) -> dict[int, tuple[object, str | None
     return out
 
 
-def wsgi_route(environ: Mapping[str, Any]) -> str | None:
-    """The route template Flask (werkzeug) or Bottle matched for ``environ``, else None. Never raises."""
+def watch_flask(app: object) -> None:
+    """If ``app`` is a Flask app or its ``wsgi_app``, make it leave its matched rule in the environ.
+
+    Registers one teardown function per app (never twice). Never raises: when the app no longer accepts
+    setup (it has already served a request), requests are recorded without a route, and a warning is logged.
+    """
+    flask_app: Any = getattr(app, "__self__", app)
+    if getattr(flask_app, "url_map", None) is None or not hasattr(flask_app, "teardown_request"):
+        return
     try:
+        funcs = flask_app.teardown_request_funcs.get(None, [])
+        if any(func is _flask_teardown for func in funcs):
+            return
+        flask_app.teardown_request(_flask_teardown)
+    except Exception as exc:
+        logger.warning("peekapi: cannot watch this Flask app's routes (%s); events will have no route", exc)
+
+
+def _flask_teardown(exc: BaseException | None) -> None:
+    from flask.globals import request_ctx
+
+    try:
+        request = request_ctx.request
+        rule = request.url_rule
+        if rule is not None:
+            request.environ[FLASK_ROUTE_KEY] = rule.rule
+    except Exception:  # outside a request context, or a changed Flask: no route
+        logger.debug("peekapi: no Flask route", exc_info=True)
+
+
+def wsgi_route(environ: Mapping[str, Any]) -> str | None:
+    """The route template Flask or Bottle matched for ``environ``, else None. Never raises."""
+    try:
+        flask_rule = environ.get(FLASK_ROUTE_KEY)
+        if flask_rule is not None:
+            return flask_rule if isinstance(flask_rule, str) else None
         bottle_route = environ.get("bottle.route")
         if bottle_route is not None:
             rule = getattr(bottle_route, "rule", None)
-            return rule if isinstance(rule, str) else None
-        request = environ.get("werkzeug.request")
-        if request is not None:
-            url_rule = getattr(request, "url_rule", None)
-            rule = getattr(url_rule, "rule", None)
             return rule if isinstance(rule, str) else None
     except Exception:
         logger.debug("peekapi: route template lookup failed", exc_info=True)

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, cast
 from peekapi.client import PeekApiClient
 
 from .capture import Capture, parse_size, resolve_client
-from .routes import wsgi_route
+from .routes import watch_flask, wsgi_route
 from .types import Environ, ExcInfo, StartResponse, WriteCallable, WSGIApp
 
 logger = logging.getLogger("peekapi")
@@ -43,6 +43,7 @@ class PeekApiWSGI:
         self.app = app
         self.client = resolve_client(client, options)
         self._capture = Capture(self.client)
+        watch_flask(app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
