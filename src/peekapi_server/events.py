@@ -11,6 +11,7 @@ import calendar
 import json
 import math
 import re
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 from .normalize import normalize_path
@@ -20,6 +21,8 @@ MAX_PATH = 2048
 MAX_ROUTE = 2048
 MAX_CONSUMER = 256
 MAX_METADATA_BYTES = 65_536
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
 
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9})\d*)?"
@@ -59,6 +62,33 @@ def parse_timestamp(value: object, now_ms: int, min_ms: int, max_ms: int) -> int
         return now_ms
     if not isinstance(value, str):
         return None
+    ts = _fast_timestamp(value)
+    if ts is None:
+        ts = _regex_timestamp(value)
+    if ts is None:
+        return None
+    if ts < min_ms:
+        return min_ms
+    if ts > max_ms:
+        return now_ms
+    return ts
+
+
+def _fast_timestamp(value: str) -> int | None:
+    """The C-speed path: ``datetime.fromisoformat`` (which on Python 3.11+ reads every WIRE.md spelling)."""
+    if len(value) < 19 or value[10] not in "Tt " or value[4] != "-" or value[13] != ":":
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // _MILLISECOND
+
+
+def _regex_timestamp(value: str) -> int | None:
+    """The general path: 0-9 fraction digits, ``Z`` or ``+hh:mm``/``+hhmm`` offsets, or none (UTC)."""
     m = _TIMESTAMP.match(value.strip())
     if m is None:
         return None
@@ -76,12 +106,7 @@ def parse_timestamp(value: object, now_ms: int, min_ms: int, max_ms: int) -> int
     if m.group(9):
         offset = int(m.group(10)) * 3600 + int(m.group(11)) * 60
         seconds -= offset if m.group(9) == "+" else -offset
-    ts = seconds * 1000 + millis
-    if ts < min_ms:
-        return min_ms
-    if ts > max_ms:
-        return now_ms
-    return ts
+    return seconds * 1000 + millis
 
 
 def _int_field(value: object, default: int | None) -> int | None:

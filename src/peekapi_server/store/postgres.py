@@ -50,6 +50,7 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     least = "LEAST"
     greatest = "GREATEST"
+    single_writer = False
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         super().__init__()

@@ -75,7 +75,8 @@ MIGRATIONS: list[list[str]] = [
             response_time_ms {float} NOT NULL,
             request_size {big} NOT NULL,
             response_size {big} NOT NULL,
-            metadata TEXT
+            metadata TEXT,
+            bucket INTEGER NOT NULL
         )""",
         "CREATE INDEX events_project_ts ON events (project_id, ts)",
         """CREATE TABLE rollups (

@@ -12,9 +12,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from typing import Any
 
 from peekapi_server import histogram
-from peekapi_server.events import Event
 
 from .base import (
     DAY,
@@ -50,10 +50,23 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 # Aggregates: [n, err4, err5, lat_sum, lat_min, lat_max, bytes_in, bytes_out]
 Agg = list[float]
+# (project_id, ts, endpoint_id, consumer_id, method, path, status_code, response_time_ms, request_size,
+#  response_size, metadata, bucket): one row of the events table
+EventRow = tuple[Any, ...]
+_SQL_AGGS = (
+    "COUNT(*)",
+    "SUM(CASE WHEN status_code >= 400 AND status_code < 500 THEN 1 ELSE 0 END)",
+    "SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END)",
+    "SUM(response_time_ms)",
+    "MIN(response_time_ms)",
+    "MAX(response_time_ms)",
+    "SUM(request_size)",
+    "SUM(response_size)",
+)
 
 
-def _add(agg: dict[tuple[int, ...], Agg], key: tuple[int, ...], e: Event) -> None:
-    status, rt, bi, bo = e.status_code, e.response_time_ms, e.request_size, e.response_size
+def _add(agg: dict[tuple[int, ...], Agg], key: tuple[int, ...], *figures: Any) -> None:
+    status, rt, bi, bo = figures
     a = agg.get(key)
     e4 = 1 if 400 <= status < 500 else 0
     e5 = 1 if status >= 500 else 0
@@ -76,6 +89,8 @@ class SqlStore(ReadQueries):
     dialect: Dialect
     least: str
     greatest: str
+    #: True where only one transaction writes at a time (SQLite): rollups are then aggregated in SQL.
+    single_writer: bool
 
     def __init__(self) -> None:
         self._cache_lock = threading.Lock()
@@ -270,14 +285,10 @@ class SqlStore(ReadQueries):
         endpoints: dict[tuple[int, str, str], int] = {}
         consumers: dict[tuple[int, str], int] = {}
         now = int(time.time())
-        stored = duplicates = n_events = 0
+        stored = duplicates = 0
+        bucket_of = histogram.bucket_of
         with self._tx(True) as tx:
-            event_rows: list[tuple[object, ...]] = []
-            roll: dict[tuple[int, ...], Agg] = {}
-            tot: dict[tuple[int, ...], Agg] = {}
-            hist: dict[tuple[int, ...], int] = {}
-            htot: dict[tuple[int, ...], int] = {}
-            bucket_of = histogram.bucket_of
+            rows: list[EventRow] = []
             for batch in batches:
                 pid = batch.project_id
                 if batch.batch_id is not None and not tx.rows(
@@ -292,49 +303,70 @@ class SqlStore(ReadQueries):
                     eid = self._endpoint_id(tx, (pid, e.method, e.route), endpoints)
                     cid = self._consumer_id(tx, (pid, e.consumer), consumers) if e.consumer is not None else None
                     rt = e.response_time_ms
-                    event_rows.append(
-                        (
-                            pid,
-                            e.ts_ms,
-                            eid,
-                            cid,
-                            e.method,
-                            e.path,
-                            e.status_code,
-                            rt,
-                            e.request_size,
-                            e.response_size,
-                            e.metadata,
-                        )
-                    )
-                    minute = e.ts_ms // 60000 * 60
-                    status = e.status_code
-                    key = (pid, minute, eid, cid or 0, status)
-                    _add(roll, key, e)
-                    _add(tot, (pid, minute), e)
-                    b = bucket_of(rt)
-                    hkey = (*key, b)
-                    hist[hkey] = hist.get(hkey, 0) + 1
-                    tkey = (pid, minute, b)
-                    htot[tkey] = htot.get(tkey, 0) + 1
-            n_events = len(event_rows)
-            if event_rows:
+                    row = (pid, e.ts_ms, eid, cid, e.method, e.path, e.status_code, rt, e.request_size)
+                    rows.append((*row, e.response_size, e.metadata, bucket_of(rt)))
+            if rows:
+                first_id = int(tx.rows("SELECT COALESCE(MAX(id), 0) FROM events")[0][0]) if self.single_writer else 0
                 tx.many(
                     "INSERT INTO events (project_id, ts, endpoint_id, consumer_id, method, path, status_code,"
-                    " response_time_ms, request_size, response_size, metadata)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    event_rows,
+                    " response_time_ms, request_size, response_size, metadata, bucket)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
-                for table, agg in (("rollups", roll), ("rollup_totals", tot)):
-                    tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], *a) for k, a in sorted(agg.items())])
-                for table, counts in (("hist", hist), ("hist_totals", htot)):
-                    tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], c) for k, c in sorted(counts.items())])
+                if self.single_writer:
+                    self._rollup_in_sql(tx, first_id)
+                else:
+                    self._rollup_in_python(tx, rows)
         with self._cache_lock:
             self._endpoint_ids.update(endpoints)
             if len(self._consumer_ids) > _MAX_CACHED_CONSUMERS:
                 self._consumer_ids.clear()
             self._consumer_ids.update(consumers)
-        return WriteResult(stored, duplicates, n_events)
+        return WriteResult(stored, duplicates, len(rows))
+
+    def _rollup_in_sql(self, tx: Tx, after_id: int) -> None:
+        """Adds the events with ids above ``after_id`` to the minute rollups, aggregating inside the database.
+
+        Only valid with a single writer, where those ids are exactly this transaction's events.
+        """
+        minute = "(ts / 60000) * 60"
+        dims = {
+            "rollups": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code"),
+            "rollup_totals": (),
+            "hist": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code", "bucket"),
+            "hist_totals": ("bucket",),
+        }
+        for table, keys in dims.items():
+            _, values = TABLES[table]
+            aggs = _SQL_AGGS if len(values) > 1 else ("COUNT(*)",)
+            group = ", ".join(("project_id", minute, *keys))
+            upsert = self._upsert_sql(table)
+            tx.run(
+                f"INSERT INTO {table} ({upsert[upsert.index('(') + 1 : upsert.index(')')]})"
+                f" SELECT project_id, {MINUTE}, {minute}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
+                f" FROM events WHERE id > ? GROUP BY {group}" + upsert[upsert.index(" ON CONFLICT") :],
+                (after_id,),
+            )
+
+    def _rollup_in_python(self, tx: Tx, rows: list[EventRow]) -> None:
+        """Adds event rows to the minute rollups, aggregated here; upserts go in key order (no deadlocks)."""
+        roll: dict[tuple[int, ...], Agg] = {}
+        tot: dict[tuple[int, ...], Agg] = {}
+        hist: dict[tuple[int, ...], int] = {}
+        htot: dict[tuple[int, ...], int] = {}
+        for pid, ts_ms, eid, cid, _, _, status, rt, bytes_in, bytes_out, _, bucket in rows:
+            minute = ts_ms // 60000 * 60
+            key = (pid, minute, eid, cid or 0, status)
+            _add(roll, key, status, rt, bytes_in, bytes_out)
+            _add(tot, (pid, minute), status, rt, bytes_in, bytes_out)
+            hkey = (*key, bucket)
+            hist[hkey] = hist.get(hkey, 0) + 1
+            tkey = (pid, minute, bucket)
+            htot[tkey] = htot.get(tkey, 0) + 1
+        for table, agg in (("rollups", roll), ("rollup_totals", tot)):
+            tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], *a) for k, a in sorted(agg.items())])
+        for table, counts in (("hist", hist), ("hist_totals", htot)):
+            tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], c) for k, c in sorted(counts.items())])
 
     # -- retention and compaction ------------------------------------------------------------------
     def maintain(
