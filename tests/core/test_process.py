@@ -135,6 +135,28 @@ def test_sigterm_in_the_middle_of_tracking_neither_deadlocks_nor_loses(spawn: An
     assert_exactly_once(ingest, series("busy", tracked) | extra)
 
 
+def test_a_second_sigterm_during_the_flush_neither_hangs_nor_loses(
+    spawn: Any, ingest: IngestServer, tmp_path: Path
+) -> None:
+    ingest.default(Answer(200, delay=0.1))  # ~27 batches at 0.1 s: more than the 2 s exit deadline
+    child = spawn("signals", "term", "300", **HELD)
+    child.expect("tracked")
+    started = time.monotonic()
+    child.signal(signal.SIGTERM)
+    ingest.wait_requests(3, timeout=5)
+    child.signal(signal.SIGTERM)  # impatient supervisor: a second one while the first is being handled
+    assert child.wait(10) == -signal.SIGTERM
+    elapsed = time.monotonic() - started
+    delivered = len(ingest.events())
+    assert 0 < delivered < 300  # part delivered within the deadline, the rest must be on disk
+    ingest.default(Answer(200))
+    later = spawn("recover")
+    assert later.expect_json("stats")["recovered"] == 300 - delivered
+    assert later.wait(10) == 0
+    assert_exactly_once(ingest, series("term", 300))
+    assert elapsed < 7.0, elapsed
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="core bug: SIGTERM landing while the main thread is inside client.stats() (holding Stats._lock) "
@@ -261,6 +283,21 @@ def test_a_plain_interpreter_exit_delivers_everything(spawn: Any, ingest: Ingest
     assert child.wait(10) == 0
     assert_exactly_once(ingest, series("plain", 300))
     assert len(ingest.accepted()) > 1
+
+
+def test_a_plain_exit_while_the_collector_is_down_spools_quickly(
+    spawn: Any, ingest: IngestServer, tmp_path: Path
+) -> None:
+    child = spawn("exits", "plain", "300", endpoint=dead_endpoint(), **HELD)
+    child.expect("tracked")
+    started = time.monotonic()
+    assert child.wait(10) == 0
+    assert time.monotonic() - started < 4.0  # the short exit deadline (2 s) and then some
+    assert [p for p in spool_files(tmp_path / "spool") if p.name.endswith(".jsonl")]
+    later = spawn("recover")
+    assert later.expect_json("stats")["recovered"] == 300
+    assert later.wait(10) == 0
+    assert_exactly_once(ingest, series("plain", 300))
 
 
 def test_sys_exit_delivers_what_a_client_started_off_the_main_thread_holds(spawn: Any, ingest: IngestServer) -> None:
