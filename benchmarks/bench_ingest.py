@@ -146,12 +146,15 @@ def main() -> None:
             refused = sum(f for _, f in results)
             accept_s = time.time() - start
             drain_deadline = time.time() + 60
-            while queued(port):
+            # every worker process has its own queue: wait until the store holds what was acknowledged
+            while True:
+                stored = store.count_events(project.id) - stored_before
+                if stored >= sent and not queued(port):
+                    break
                 if time.time() > drain_deadline:
-                    raise RuntimeError("the collector did not drain within 60 s")
-                time.sleep(0.005)
+                    raise RuntimeError(f"round {r}: acknowledged {sent} events, {stored} stored after 60 s")
+                time.sleep(0.02)
             elapsed = time.time() - start
-            stored = store.count_events(project.id) - stored_before
             stored_before += stored
             if stored != sent:
                 raise RuntimeError(f"round {r}: acknowledged {sent} events but stored {stored}")

@@ -16,8 +16,16 @@ from functools import lru_cache
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .sql import SqlStore
+from .sql import EVENT_COLUMNS, EventRow, SqlStore
 from .tx import Params, Row, Tx
+
+#: Where a transaction's events wait before being moved into ``events``: private to the connection, emptied
+#: at every commit.
+_STAGING = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_staging (
+    project_id BIGINT NOT NULL, ts BIGINT NOT NULL, endpoint_id BIGINT NOT NULL, consumer_id BIGINT,
+    method TEXT NOT NULL, path TEXT NOT NULL, status_code INTEGER NOT NULL, response_time_ms DOUBLE PRECISION NOT NULL,
+    request_size BIGINT NOT NULL, response_size BIGINT NOT NULL, metadata TEXT, bucket INTEGER NOT NULL
+) ON COMMIT DELETE ROWS"""
 
 
 @lru_cache(maxsize=512)
@@ -31,6 +39,7 @@ class _PgTx:
 
     def __init__(self, cur: psycopg.Cursor[Row]) -> None:
         self._cur = cur
+        self.cursor = cur
 
     def rows(self, sql: str, params: Params = ()) -> list[Row]:
         self._cur.execute(_pg(sql), params)
@@ -50,7 +59,6 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     least = "LEAST"
     greatest = "GREATEST"
-    single_writer = False
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         super().__init__()
@@ -82,6 +90,16 @@ class PostgresStore(SqlStore):
             (project_id, from_res, before),
         )
         return int(rows[0][0])
+
+    def _store_events(self, tx: Tx, rows: list[EventRow]) -> None:
+        """COPY into a per-connection temporary table, then move and aggregate from there in SQL."""
+        assert isinstance(tx, _PgTx)
+        tx.run(_STAGING)
+        with tx.cursor.copy(f"COPY peekapi_staging ({EVENT_COLUMNS}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        tx.run(f"INSERT INTO events ({EVENT_COLUMNS}) SELECT {EVENT_COLUMNS} FROM peekapi_staging")
+        self.rollup_from(tx, "peekapi_staging", ())
 
     def close(self) -> None:
         self._pool.close()

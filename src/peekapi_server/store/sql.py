@@ -48,8 +48,10 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hist_totals": (("bucket",), ("n",)),
 }
 
-# Aggregates: [n, err4, err5, lat_sum, lat_min, lat_max, bytes_in, bytes_out]
-Agg = list[float]
+EVENT_COLUMNS = (
+    "project_id, ts, endpoint_id, consumer_id, method, path, status_code, response_time_ms, request_size,"
+    " response_size, metadata, bucket"
+)
 # (project_id, ts, endpoint_id, consumer_id, method, path, status_code, response_time_ms, request_size,
 #  response_size, metadata, bucket): one row of the events table
 EventRow = tuple[Any, ...]
@@ -65,32 +67,12 @@ _SQL_AGGS = (
 )
 
 
-def _add(agg: dict[tuple[int, ...], Agg], key: tuple[int, ...], *figures: Any) -> None:
-    status, rt, bi, bo = figures
-    a = agg.get(key)
-    e4 = 1 if 400 <= status < 500 else 0
-    e5 = 1 if status >= 500 else 0
-    if a is None:
-        agg[key] = [1, e4, e5, rt, rt, rt, bi, bo]
-        return
-    a[0] += 1
-    a[1] += e4
-    a[2] += e5
-    a[3] += rt
-    a[4] = min(a[4], rt)
-    a[5] = max(a[5], rt)
-    a[6] += bi
-    a[7] += bo
-
-
 class SqlStore(ReadQueries):
     """Shared implementation of :class:`~.base.Store` over :class:`~.tx.Tx`."""
 
     dialect: Dialect
     least: str
     greatest: str
-    #: True where only one transaction writes at a time (SQLite): rollups are then aggregated in SQL.
-    single_writer: bool
 
     def __init__(self) -> None:
         self._cache_lock = threading.Lock()
@@ -306,17 +288,7 @@ class SqlStore(ReadQueries):
                     row = (pid, e.ts_ms, eid, cid, e.method, e.path, e.status_code, rt, e.request_size)
                     rows.append((*row, e.response_size, e.metadata, bucket_of(rt)))
             if rows:
-                first_id = int(tx.rows("SELECT COALESCE(MAX(id), 0) FROM events")[0][0]) if self.single_writer else 0
-                tx.many(
-                    "INSERT INTO events (project_id, ts, endpoint_id, consumer_id, method, path, status_code,"
-                    " response_time_ms, request_size, response_size, metadata, bucket)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                if self.single_writer:
-                    self._rollup_in_sql(tx, first_id)
-                else:
-                    self._rollup_in_python(tx, rows)
+                self._store_events(tx, rows)
         with self._cache_lock:
             self._endpoint_ids.update(endpoints)
             if len(self._consumer_ids) > _MAX_CACHED_CONSUMERS:
@@ -324,10 +296,20 @@ class SqlStore(ReadQueries):
             self._consumer_ids.update(consumers)
         return WriteResult(stored, duplicates, len(rows))
 
-    def _rollup_in_sql(self, tx: Tx, after_id: int) -> None:
-        """Adds the events with ids above ``after_id`` to the minute rollups, aggregating inside the database.
+    def _store_events(self, tx: Tx, rows: list[EventRow]) -> None:
+        """Inserts event rows and adds them to the minute rollups. Engines override this with a faster path."""
+        first_id = int(tx.rows("SELECT COALESCE(MAX(id), 0) FROM events")[0][0])
+        tx.many(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES ({', '.join('?' for _ in EVENT_COLUMNS.split(','))})", rows
+        )
+        # valid with one writer only: the ids above first_id are exactly this transaction's events
+        self.rollup_from(tx, "events WHERE id > ?", (first_id,))
 
-        Only valid with a single writer, where those ids are exactly this transaction's events.
+    def rollup_from(self, tx: Tx, source: str, params: Sequence[object]) -> None:
+        """Adds the events selected by ``FROM {source}`` to the minute rollups and histograms.
+
+        Aggregation happens inside the database; rows are upserted in key order so concurrent writers
+        (PostgreSQL) always lock rollup rows in the same order and cannot deadlock.
         """
         minute = "(ts / 60000) * 60"
         dims = {
@@ -344,29 +326,9 @@ class SqlStore(ReadQueries):
             tx.run(
                 f"INSERT INTO {table} ({upsert[upsert.index('(') + 1 : upsert.index(')')]})"
                 f" SELECT project_id, {MINUTE}, {minute}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
-                f" FROM events WHERE id > ? GROUP BY {group}" + upsert[upsert.index(" ON CONFLICT") :],
-                (after_id,),
+                f" FROM {source} GROUP BY {group} ORDER BY {group}" + upsert[upsert.index(" ON CONFLICT") :],
+                params,
             )
-
-    def _rollup_in_python(self, tx: Tx, rows: list[EventRow]) -> None:
-        """Adds event rows to the minute rollups, aggregated here; upserts go in key order (no deadlocks)."""
-        roll: dict[tuple[int, ...], Agg] = {}
-        tot: dict[tuple[int, ...], Agg] = {}
-        hist: dict[tuple[int, ...], int] = {}
-        htot: dict[tuple[int, ...], int] = {}
-        for pid, ts_ms, eid, cid, _, _, status, rt, bytes_in, bytes_out, _, bucket in rows:
-            minute = ts_ms // 60000 * 60
-            key = (pid, minute, eid, cid or 0, status)
-            _add(roll, key, status, rt, bytes_in, bytes_out)
-            _add(tot, (pid, minute), status, rt, bytes_in, bytes_out)
-            hkey = (*key, bucket)
-            hist[hkey] = hist.get(hkey, 0) + 1
-            tkey = (pid, minute, bucket)
-            htot[tkey] = htot.get(tkey, 0) + 1
-        for table, agg in (("rollups", roll), ("rollup_totals", tot)):
-            tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], *a) for k, a in sorted(agg.items())])
-        for table, counts in (("hist", hist), ("hist_totals", htot)):
-            tx.many(self._upsert_sql(table), [(k[0], MINUTE, *k[1:], c) for k, c in sorted(counts.items())])
 
     # -- retention and compaction ------------------------------------------------------------------
     def maintain(

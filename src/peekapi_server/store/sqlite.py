@@ -51,7 +51,6 @@ class SqliteStore(SqlStore):
     dialect = "sqlite"
     least = "min"
     greatest = "max"
-    single_writer = True
 
     def __init__(self, url: str) -> None:
         super().__init__()
