@@ -151,7 +151,7 @@ class Store(abc.ABC):
         self,
         now: int,
         compact_minutes_after: int = 2 * DAY,
-        compact_hours_after: int = 31 * DAY,
+        compact_hours_after: int = 7 * DAY,
         batch_id_retention: int = 14 * DAY,
     ) -> MaintenanceResult:
         """Applies retention (raw events, rollups, batch ids) and compacts aged rollups, for every project.

@@ -117,14 +117,16 @@ class ReadQueries(Store):
         buckets: dict[int, list[tuple[int, int]]] = {}
         all_buckets: dict[int, int] = {}
         for ts, bucket, n in hrows:
-            buckets.setdefault(int(ts), []).append((int(bucket), int(n)))
-            all_buckets[int(bucket)] = all_buckets.get(int(bucket), 0) + int(n)
+            b, c = int(bucket), int(n)
+            hist = buckets.get(ts)
+            if hist is None:
+                buckets[ts] = hist = []
+            hist.append((b, c))
+            all_buckets[b] = all_buckets.get(b, 0) + c
         by_t = {int(r[0]): r[1:] for r in rows}
-        points: list[JsonDict] = []
         first = q.start // iv * iv
         stamps = list(range(first, q.end, iv)) if (q.end - first) // iv <= _MAX_POINTS else sorted(by_t)
-        for ts in stamps:
-            points.append({"t": ts, **_figures(by_t.get(ts, _EMPTY_ROW), buckets.get(ts, []))})
+        points = [{"t": ts, **_figures(by_t.get(ts, _EMPTY_ROW), buckets.get(ts, []))} for ts in stamps]
         total: list[Any] = list(_EMPTY_ROW)
         for r in by_t.values():
             total[0] += int(r[0] or 0)

@@ -305,13 +305,17 @@ class SqlStore(ReadQueries):
         # valid with one writer only: the ids above first_id are exactly this transaction's events
         self.rollup_from(tx, "events WHERE id > ?", (first_id,))
 
-    def rollup_from(self, tx: Tx, source: str, params: Sequence[object]) -> None:
-        """Adds the events selected by ``FROM {source}`` to the minute rollups and histograms.
+    def transaction(self) -> AbstractContextManager[Tx]:
+        """A write transaction, for bulk tools (the benchmarks' data generator); commits on success."""
+        return self._tx(True)
+
+    def rollup_from(self, tx: Tx, source: str, params: Sequence[object], res: int = MINUTE) -> None:
+        """Adds the events selected by ``FROM {source}`` to the rollups and histograms of resolution ``res``.
 
         Aggregation happens inside the database; rows are upserted in key order so concurrent writers
         (PostgreSQL) always lock rollup rows in the same order and cannot deadlock.
         """
-        minute = "(ts / 60000) * 60"
+        minute = f"(ts / {res * 1000}) * {res}"
         dims = {
             "rollups": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code"),
             "rollup_totals": (),
@@ -325,7 +329,7 @@ class SqlStore(ReadQueries):
             upsert = self._upsert_sql(table)
             tx.run(
                 f"INSERT INTO {table} ({upsert[upsert.index('(') + 1 : upsert.index(')')]})"
-                f" SELECT project_id, {MINUTE}, {minute}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
+                f" SELECT project_id, {res}, {minute}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
                 f" FROM {source} GROUP BY {group} ORDER BY {group}" + upsert[upsert.index(" ON CONFLICT") :],
                 params,
             )
@@ -335,7 +339,7 @@ class SqlStore(ReadQueries):
         self,
         now: int,
         compact_minutes_after: int = 2 * DAY,
-        compact_hours_after: int = 31 * DAY,
+        compact_hours_after: int = 7 * DAY,
         batch_id_retention: int = 14 * DAY,
     ) -> MaintenanceResult:
         events_deleted = compacted = rollups_deleted = 0

@@ -1,0 +1,192 @@
+"""Read-API latency: a 30-day overview over 10 million stored events, answered by a running collector.
+
+    python benchmarks/bench_read.py                         # SQLite (a temporary file), 10M events
+    python benchmarks/bench_read.py --events 1000000        # a quicker run
+    python benchmarks/bench_read.py --database "$PEEKAPI_TEST_POSTGRES_URL"
+
+Generates the events straight into the store with SQL (30 days, 50 endpoints, 100 consumers, a long-tailed
+latency), builds their rollups the way the collector does (minute rollups for the last 2 days, hourly ones to
+7 days, daily ones before: as the maintenance job's compaction leaves them), then starts `peekapi serve` and
+times read requests over loopback with keep-alive. Reports the median and p90 of --repeat requests for each
+query. Bounded: data generation is linear in --events (a few minutes for 10M on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+
+from peekapi_server import histogram
+from peekapi_server.store import open_store
+from peekapi_server.store.base import DAY, HOUR, MINUTE
+from peekapi_server.store.sql import EVENT_COLUMNS, SqlStore
+
+ENDPOINTS = 50
+CONSUMERS = 100
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def generate_sql(dialect: str) -> str:
+    """One day's events: ``n`` rows spread over ``[start, start + span)`` ms (parameters in order below)."""
+    bucket = (
+        f"CASE WHEN lat > {histogram.MIN_MS} THEN"
+        f" LEAST(CAST(FLOOR(ln(lat / {histogram.MIN_MS}) / ln({histogram.GAMMA})) AS INTEGER) + 1,"
+        f" {histogram.MAX_BUCKET}) ELSE 0 END"
+    )
+    if dialect == "sqlite":
+        bucket = bucket.replace("LEAST(", "min(").replace("FLOOR(", "(")
+        rnd = "(abs(random()) % 1000000)"
+        seq = "WITH RECURSIVE seq(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM seq WHERE x < ? - 1)"
+        src = "FROM seq"
+    else:
+        rnd = "(floor(random() * 1000000)::bigint)"
+        seq = ""
+        src = "FROM generate_series(0, ? - 1) AS seq(x)"
+    inner = (
+        f"SELECT x, {rnd} AS r1, {rnd} AS r2, {rnd} AS r3, {rnd} AS r4,"
+        f" 1.0 + 20.0 * exp(2.0 * (({rnd} + {rnd} + {rnd}) / 3000000.0 - 0.5) * 3.0) AS lat {src}"
+    )
+    return (
+        f"{seq} INSERT INTO events ({EVENT_COLUMNS})"
+        f" SELECT ?, ? + x * ? / ?, ? + r1 % {ENDPOINTS},"
+        f" CASE WHEN r2 % 10 = 0 THEN NULL ELSE ? + r2 % {CONSUMERS} END, 'GET', '/generated',"
+        " CASE r3 % 20 WHEN 0 THEN 500 WHEN 1 THEN 404 WHEN 2 THEN 400 WHEN 3 THEN 201 ELSE 200 END,"
+        f" lat, r4 % 2000, r4 % 20000, NULL, {bucket} FROM ({inner}) AS g"
+    )
+
+
+def populate(store: SqlStore, project_id: int, events: int, start_all: int) -> None:
+    dialect = store.dialect
+    with store.transaction() as tx:
+        for i in range(ENDPOINTS):
+            tx.run(
+                "INSERT INTO endpoints (project_id, method, route) VALUES (?, 'GET', ?)", (project_id, f"/r{i}/{{id}}")
+            )
+        for i in range(CONSUMERS):
+            tx.run("INSERT INTO consumers (project_id, name) VALUES (?, ?)", (project_id, f"consumer-{i}"))
+        e_lo = int(tx.rows("SELECT MIN(id) FROM endpoints WHERE project_id = ?", (project_id,))[0][0])
+        c_lo = int(tx.rows("SELECT MIN(id) FROM consumers WHERE project_id = ?", (project_id,))[0][0])
+    sql = generate_sql(dialect)
+    per_day = events // 30
+    for day in range(30):
+        t0 = time.time()
+        day_start = (start_all + day * DAY) * 1000
+        n = per_day if day < 29 else events - 29 * per_day
+        # as the maintenance job leaves them: minute rows for 2 days, hourly ones to 7 days, daily ones before
+        res = MINUTE if day >= 28 else HOUR if day >= 23 else DAY
+        with store.transaction() as tx:
+            tx.run(sql, (n, project_id, day_start, DAY * 1000, n, e_lo, c_lo))
+            store.rollup_from(
+                tx,
+                "events WHERE project_id = ? AND ts >= ? AND ts < ?",
+                (project_id, day_start, day_start + DAY * 1000),
+                res,
+            )
+        print(f"  day {day + 1:2}/30: {n:,} events in {time.time() - t0:.1f} s", flush=True)
+
+
+def get(conn: http.client.HTTPConnection, path: str, token: str) -> tuple[float, dict[str, object]]:
+    t0 = time.perf_counter()
+    conn.request("GET", path, headers={"authorization": f"Bearer {token}"})
+    resp = conn.getresponse()
+    body = resp.read()
+    elapsed = time.perf_counter() - t0
+    if resp.status != 200:
+        raise RuntimeError(f"{path}: {resp.status} {body[:200]!r}")
+    return elapsed, json.loads(body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events to store (10,000,000)")
+    parser.add_argument("--repeat", type=int, default=21, help="requests per query (21)")
+    args = parser.parse_args()
+    url = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='peekapi-bench-')}/read.db"
+    store = open_store(url)
+    assert isinstance(store, SqlStore)
+    project = store.create_project(f"read-{uuid.uuid4().hex[:8]}", raw_retention_days=31)
+    _, token = store.create_credential(project.name, "read")
+    now = int(time.time())
+    start_all = (now - 30 * DAY) // HOUR * HOUR
+    t0 = time.time()
+    print(f"generating {args.events:,} events over 30 days into {url.split(':', 1)[0]} ...", flush=True)
+    populate(store, project.id, args.events, start_all)
+    stored = store.count_events(project.id)
+    print(f"stored {stored:,} events in {time.time() - t0:.0f} s")
+    store.close()
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "peekapi.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--database",
+            url,
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ},
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                conn.request("GET", "/healthz")
+                conn.getresponse().read()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        span = urllib.parse.urlencode({"from": start_all, "to": start_all + 30 * DAY})
+        queries = {
+            "overview, 30 days": f"/v1/overview?{span}",
+            "overview, 30 days, daily points": f"/v1/overview?{span}&interval=day",
+            "overview, 24 hours": f"/v1/overview?from={now - DAY}&to={now}",
+            "overview, 30 days, one endpoint": f"/v1/overview?{span}&endpoint=" + urllib.parse.quote("/r7/{id}"),
+            "endpoints table, 24 hours": f"/v1/endpoints?from={now - DAY}&to={now}",
+            "recent events": "/v1/events/recent?limit=50",
+        }
+        for name, path in queries.items():
+            _, body = get(conn, path, token)  # warm-up
+            if name == "overview, 30 days":
+                totals = body["totals"]
+                assert isinstance(totals, dict)
+                print(
+                    f"overview totals: {totals['requests']:,} requests, p50 {totals['p50_ms']:.1f} ms,"
+                    f" p99 {totals['p99_ms']:.1f} ms"
+                )
+                if totals["requests"] != stored:
+                    raise RuntimeError(f"overview counted {totals['requests']} of {stored} events")
+            times = sorted(get(conn, path, token)[0] * 1000 for _ in range(args.repeat))
+            p90 = times[int(0.9 * (len(times) - 1))]
+            print(f"{name:34}: median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms")
+        conn.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+if __name__ == "__main__":
+    main()
