@@ -1,7 +1,11 @@
 """The only home of process-lifecycle hooks: atexit, SIGTERM/SIGINT, and fork.
 
-Clients are held weakly: a client that is garbage-collected is forgotten. The hooks call two methods of a
-client: ``_on_exit(timeout)`` (deliver or spool what is buffered, within ``timeout``) and ``_after_fork()``.
+Clients are held weakly: a client that is garbage-collected is forgotten. The hooks call ``_on_exit(timeout)``
+(deliver or spool what is buffered within ``timeout``, and stop), ``flush(timeout)`` and ``_after_fork()``.
+
+On SIGTERM/SIGINT the handler stops the client only when the signal's previous disposition is the default
+(the process ends right after). When a previous Python handler exists (a server that shuts down gracefully,
+``KeyboardInterrupt``), it only flushes: requests still in flight are recorded, and atexit stops the client.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ class Managed(Protocol):
 
     def _on_exit(self, timeout: float) -> None: ...
     def _after_fork(self) -> None: ...
+    def flush(self, timeout: float | None = None) -> bool: ...
 
 
 _clients: weakref.WeakSet[Managed] = weakref.WeakSet()
@@ -102,7 +107,12 @@ def _chain(signum: int, ref: weakref.ref[Managed], timeout: float) -> None:
         client = ref()
         if client is not None and client in _clients:
             try:
-                client._on_exit(timeout)
+                if callable(previous) or previous == signal.SIG_IGN:
+                    # The process goes on (a server's graceful shutdown, KeyboardInterrupt unwinding): deliver
+                    # what is buffered now, but keep accepting the requests still in flight; atexit ends it.
+                    client.flush(timeout)
+                else:
+                    client._on_exit(timeout)  # the default action ends the process right after this
             except Exception:
                 logger.exception("peekapi: flushing on signal %d failed", received)
         if callable(previous):

@@ -1,4 +1,8 @@
-"""Delivery counters: what was tracked, sent, retried, spooled, recovered and dropped (by reason)."""
+"""Delivery counters: what was tracked, sent, retried, spooled, recovered and dropped (by reason).
+
+Lock-free: each thread counts in its own cell (a dict only that thread writes), and a snapshot adds the cells
+up. So a signal handler that interrupts a thread in the middle of counting never waits for a lock it holds.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ DROP_REASONS = (
     "spool_corrupt",  # a corrupt or truncated spool line (counted in lines, not events)
     "closed",  # tracked after shutdown()
 )
+COUNTERS = ("sent", "sent_batches", "retried", "spooled", "recovered")
 
 
 class StatsSnapshot(TypedDict):
@@ -37,51 +42,53 @@ class StatsSnapshot(TypedDict):
 
 
 class Stats:
-    """Counters bumped by the worker threads. Thread-safe; never touched by ``track()``."""
+    """Counters bumped by the worker threads (and by shutdown). Thread-safe without locks."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent = 0
-        self.sent_batches = 0
-        self.retried = 0
-        self.spooled = 0
-        self.recovered = 0
-        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self._cells: dict[int, dict[str, int]] = {}
+
+    def _cell(self) -> dict[str, int]:
+        ident = threading.get_ident()
+        cell = self._cells.get(ident)
+        if cell is None:
+            cell = self._cells.setdefault(ident, dict.fromkeys(COUNTERS + DROP_REASONS, 0))
+        return cell
 
     def add(self, name: str, count: int = 1) -> None:
-        """Add ``count`` to counter ``name`` (``sent``, ``retried``, ...)."""
-        with self._lock:
-            setattr(self, name, getattr(self, name) + count)
+        """Add ``count`` to counter ``name`` (``sent``, ``retried``, ``spooled`` ...)."""
+        self._cell()[name] += count
 
     def delivered(self, events: int, recovered: bool) -> None:
         """Record one delivered batch of ``events`` (from the spool when ``recovered``)."""
-        with self._lock:
-            self.sent += events
-            self.sent_batches += 1
-            if recovered:
-                self.recovered += events
+        cell = self._cell()
+        cell["sent"] += events
+        cell["sent_batches"] += 1
+        if recovered:
+            cell["recovered"] += events
 
     def drop(self, reason: str, count: int) -> None:
-        """Record ``count`` events dropped for ``reason``, and log it at WARNING (ERROR for losses on disk)."""
+        """Record ``count`` events dropped for ``reason``, and log it at WARNING."""
         if count <= 0:
             return
-        with self._lock:
-            self.dropped[reason] = self.dropped.get(reason, 0) + count
+        self._cell()[reason] += count
         logger.warning("peekapi: dropped %d event(s): %s", count, reason)
 
     def snapshot(self, tracked: int, queue_depth: int, in_flight: int) -> StatsSnapshot:
-        """A consistent copy of the counters together with the given gauges."""
-        with self._lock:
-            dropped = dict(self.dropped)
-            return StatsSnapshot(
-                tracked=tracked,
-                sent=self.sent,
-                sent_batches=self.sent_batches,
-                retried=self.retried,
-                spooled=self.spooled,
-                recovered=self.recovered,
-                dropped=dropped,
-                dropped_total=sum(dropped.values()),
-                queue_depth=queue_depth,
-                in_flight=in_flight,
-            )
+        """The counters summed over all threads, together with the given gauges."""
+        totals = dict.fromkeys(COUNTERS + DROP_REASONS, 0)
+        for cell in list(self._cells.values()):
+            for name, value in list(cell.items()):
+                totals[name] += value
+        dropped = {reason: totals[reason] for reason in DROP_REASONS}
+        return StatsSnapshot(
+            tracked=tracked,
+            sent=totals["sent"],
+            sent_batches=totals["sent_batches"],
+            retried=totals["retried"],
+            spooled=totals["spooled"],
+            recovered=totals["recovered"],
+            dropped=dropped,
+            dropped_total=sum(dropped.values()),
+            queue_depth=queue_depth,
+            in_flight=in_flight,
+        )

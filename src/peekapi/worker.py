@@ -355,8 +355,8 @@ class Worker:
     def _recover(self) -> None:
         """Re-send one spooled file (claimed atomically, so no other process sends it too)."""
         self._next_recovery = time.monotonic() + RECOVERY_INTERVAL
-        if not self._spool.enabled or self._down:
-            return
+        if not self._spool.enabled:
+            return  # while the endpoint is down this is also the probe that finds it back, every interval
         claim = self._spool.claim()
         if claim is None:
             return
