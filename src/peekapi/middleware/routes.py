@@ -223,15 +223,29 @@ def watch_flask(app: object) -> None:
 
 
 def _flask_teardown(exc: BaseException | None) -> None:
-    from flask.globals import request_ctx
-
     try:
-        request = request_ctx.request
+        request = _flask_request_context().request
         rule = request.url_rule
         if rule is not None:
             request.environ[FLASK_ROUTE_KEY] = rule.rule
     except Exception:  # outside a request context, or a changed Flask: no route
         logger.debug("peekapi: no Flask route", exc_info=True)
+
+
+_flask_context_var: Any = None
+
+
+def _flask_request_context() -> Any:
+    """The current Flask request context. Reads Flask's context variable directly when it exists (a tenth of
+    the cost of the ``request_ctx`` proxy, per request), else goes through the public proxy."""
+    global _flask_context_var
+    if _flask_context_var is None:
+        from flask import globals as flask_globals
+
+        cv = getattr(flask_globals, "_cv_request", None)
+        proxy: Any = flask_globals.request_ctx
+        _flask_context_var = cv.get if cv is not None else proxy._get_current_object
+    return _flask_context_var()
 
 
 def wsgi_route(environ: Mapping[str, Any]) -> str | None:
