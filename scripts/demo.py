@@ -120,6 +120,7 @@ def main() -> int:
     collector = subprocess.Popen(
         [str(BIN / "peekapi"), "serve", "--database", database, "--port", str(collector_port)],
         stdout=subprocess.DEVNULL,
+        stderr=(workdir / "collector.log").open("wb"),
     )
     env = {
         **os.environ,
@@ -127,6 +128,7 @@ def main() -> int:
         "PEEKAPI_ENDPOINT": f"http://127.0.0.1:{collector_port}/v1/events",
         "XDG_DATA_HOME": str(workdir / "sdk"),  # the SDK's spool for this run
     }
+    app_log = (workdir / "app.log").open("wb")
     app = subprocess.Popen(
         [
             sys.executable,
@@ -141,6 +143,7 @@ def main() -> int:
             "warning",
         ],
         env=env,
+        stderr=app_log,  # the example's /boom route raises on purpose: its tracebacks go here
     )
     try:
         wait_http(collector_port, "/healthz")
@@ -166,6 +169,7 @@ def main() -> int:
     finally:
         stop(app)
         stop(collector, signal.SIGINT)
+        app_log.close()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -176,7 +180,9 @@ def show(overview: dict[str, Any], endpoints: dict[str, Any], consumers: dict[st
     print(f"\n{'endpoint':<34} {'requests':>8} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for row in endpoints["endpoints"]:
         name = f"{row['method']} {row['route']}"
-        print(f"{name:<34} {row['requests']:>8} {row['errors']:>7} {_fmt(row.get('p50')):>8} {_fmt(row.get('p95')):>8}")
+        print(
+            f"{name:<34} {row['requests']:>8} {row['errors']:>7} {_fmt(row.get('p50_ms')):>8} {_fmt(row.get('p95_ms')):>8}"
+        )
     print(f"\n{'consumer':<34} {'requests':>8} {'errors':>7}")
     for row in consumers["consumers"]:
         print(f"{row['consumer'] or '(anonymous)':<34} {row['requests']:>8} {row['errors']:>7}")
