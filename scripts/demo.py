@@ -180,9 +180,8 @@ def show(overview: dict[str, Any], endpoints: dict[str, Any], consumers: dict[st
     print(f"\n{'endpoint':<34} {'requests':>8} {'errors':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for row in endpoints["endpoints"]:
         name = f"{row['method']} {row['route']}"
-        print(
-            f"{name:<34} {row['requests']:>8} {row['errors']:>7} {_fmt(row.get('p50_ms')):>8} {_fmt(row.get('p95_ms')):>8}"
-        )
+        p50, p95 = _fmt(row.get("p50_ms")), _fmt(row.get("p95_ms"))
+        print(f"{name:<34} {row['requests']:>8} {row['errors']:>7} {p50:>8} {p95:>8}")
     print(f"\n{'consumer':<34} {'requests':>8} {'errors':>7}")
     for row in consumers["consumers"]:
         print(f"{row['consumer'] or '(anonymous)':<34} {row['requests']:>8} {row['errors']:>7}")
