@@ -10,13 +10,11 @@ import re
 
 ID_PLACEHOLDER = "{id}"
 
+# A whole segment (preceded by "/" or the start, followed by "/" or the end) that looks like an id.
 _ID_SEGMENT = re.compile(
-    r"""^(?:
-        [0-9]+                                                            # integers
-      | [0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}  # UUIDs
-      | [0-9a-fA-F]{16,}                                                  # long hex
-    )$""",
-    re.VERBOSE,
+    r"(?<![^/])(?:[0-9]+"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,})(?=/|$)"
 )
 
 
@@ -28,10 +26,4 @@ def normalize_path(path: str) -> str:
     path = path.split("?", 1)[0].split("#", 1)[0]
     if not path:
         return "/"
-    segments = path.split("/")
-    changed = False
-    for i, segment in enumerate(segments):
-        if segment and _ID_SEGMENT.match(segment):
-            segments[i] = ID_PLACEHOLDER
-            changed = True
-    return "/".join(segments) if changed else path
+    return _ID_SEGMENT.sub(ID_PLACEHOLDER, path)

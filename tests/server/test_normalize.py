@@ -25,6 +25,10 @@ from peekapi_server.normalize import normalize_path
         ("/users/:id", "/users/:id"),  # already a template (Node)
         ("/users/{user_id}", "/users/{user_id}"),
         ("/files/report-2024.pdf", "/files/report-2024.pdf"),
+        ("/users/abc123", "/users/abc123"),
+        ("/users/123abc", "/users/123abc"),
+        ("users/42", "users/{id}"),
+        ("42/x//7/", "{id}/x//{id}/"),
     ],
 )
 def test_normalize_path(path: str, route: str) -> None:
