@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,6 +164,19 @@ def drain_old(client: Any, timeout: float = 120.0) -> None:
             raise RuntimeError(f"peekapi {OLD_VERSION} did not drain within {timeout} s")
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds used so far by each live thread of this process, by thread name (POSIX; else empty)."""
+    found: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            found[thread.name] = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (AttributeError, OSError):
+            continue
+    return found
+
+
 def temp_storage(prefix: str) -> str:
     """A fresh, empty directory for a client's disk spool (so no earlier run's leftovers are recovered)."""
     return tempfile.mkdtemp(prefix=f"peekapi-bench-{prefix}-")
@@ -200,7 +214,31 @@ def machine() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in load_average()],
+        "sdk_source": source(),
     }
+
+
+def source() -> dict[str, Any]:
+    """The commit of the SDK under test, and whether its source had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=HERE.parent, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD"), "src_modified": bool(git("status", "--porcelain", "src/peekapi"))}
+
+
+def warn_if_loaded() -> None:
+    """Say so when the machine is busy with other work: the figures will be slower and noisier."""
+    load = load_average()[0]
+    cores = os.cpu_count() or 1
+    if load > 0.5 * cores:
+        print(f"note: 1-minute load average is {load:.2f} on {cores} cores; figures will be noisy", flush=True)
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:

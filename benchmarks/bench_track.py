@@ -45,6 +45,7 @@ from _harness import (
     print_table,
     summarise,
     temp_storage,
+    warn_if_loaded,
     write_results,
 )
 
@@ -167,6 +168,7 @@ def main() -> None:
         parser.error("--chunk must be at most 5000")
 
     load_peekapi010()
+    warn_if_loaded()
     info = machine()
     started = time.time()
     kinds = ["single"] + (["threads"] if args.threads > 0 else [])
