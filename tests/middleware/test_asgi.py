@@ -315,3 +315,11 @@ def test_middleware_overhead_is_small(client: Any) -> None:
 
     bare, with_peekapi = asyncio.run(measure())
     assert with_peekapi - bare < 100e-6
+
+
+def test_many_headers_are_read_as_well_as_few(client: Any, delivered: Delivered) -> None:
+    headers = [(f"x-h{i}".encode(), b"v") for i in range(12)]
+    headers += [(b"content-length", b"3"), (b"authorization", b"Basic x"), (b"x-api-key", b"many")]
+    run(PeekApiASGI(responder(), client=client), http_scope(method="POST", headers=headers), Call([b"abc"]))
+    event = delivered.one()
+    assert (event["request_size"], event["consumer_id"]) == (3, "many")

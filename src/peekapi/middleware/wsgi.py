@@ -164,12 +164,23 @@ class _Exchange:
             logger.exception("peekapi: could not record a WSGI request")
 
 
+_STATUS_CODES: dict[str, int] = {}
+
+
 def _status_code(status: str) -> int:
-    """The code of a WSGI status line (``"200 OK"``); 500 when the application never set a valid one."""
-    try:
-        return int(status[:3])
-    except ValueError:
-        return 500
+    """The code of a WSGI status line (``"200 OK"``); 500 when the application never set a valid one.
+
+    Status lines repeat: each distinct one is parsed once (up to a few hundred of them).
+    """
+    code = _STATUS_CODES.get(status)
+    if code is None:
+        try:
+            code = int(status[:3])
+        except ValueError:
+            return 500
+        if len(_STATUS_CODES) < 512:
+            _STATUS_CODES[status] = code
+    return code
 
 
 class _Body:
