@@ -147,11 +147,6 @@ def test_running_processes_recover_a_shared_spool_once_the_collector_is_back(
     assert sum(recovered) == 900
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: Worker._recover returns at once while _down, so an idle process never probes the "
-    "collector again and keeps its spool until new traffic or a restart",
-)
 def test_an_idle_process_recovers_its_spool_periodically_once_the_collector_is_back(
     spawn: Any, ingest: IngestServer, storage: Path
 ) -> None:

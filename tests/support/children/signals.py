@@ -9,9 +9,10 @@ With ``warm``, one event (``warm-0``) is delivered first, so the connection is o
 - ``busy``: the main thread keeps tracking (COUNT is ignored) when SIGTERM lands, maybe inside ``track()``;
   the app's handler (installed before the client) says ``app-handler N`` (events tracked so far) and exits 3.
 - ``in-lock``: after tracking, the main thread keeps calling ``stats()``; a profile hook sends SIGTERM to the
-  process at the first moment the main thread, inside peekapi code, holds a lock (says ``signal-inside
-  Class.method``), so the handler runs right there. If no such moment comes within 2 s, it sends SIGTERM from
-  outside any call (says ``signal-outside``). Nothing else installed: the signal must still kill the process.
+  process from inside peekapi code on the main thread, so the handler runs right there: at the first moment
+  that code holds a lock, else at its 2000th call into C (says ``signal-inside Class.method why``). Should
+  neither come within 2 s, it sends SIGTERM from outside (says ``signal-outside``). Nothing else installed:
+  the signal must still kill the process.
 """
 
 from __future__ import annotations
@@ -62,20 +63,26 @@ tracked = count
 if mode == "in-lock":
     lock_type = type(threading.Lock())
     fired = False
+    calls = 0
 
     def hook(frame: FrameType, what: str, arg: Any) -> None:
-        global fired
+        global fired, calls
         if fired or what != "c_call" or "peekapi" not in frame.f_code.co_filename:
             return
+        calls += 1
         owner = frame.f_locals.get("self")
-        for value in getattr(owner, "__dict__", {}).values():
-            # Held, and not by the very call that is acquiring it: this thread is inside the locked region.
-            if isinstance(value, lock_type) and value.locked() and getattr(arg, "__self__", None) is not value:
-                fired = True
-                sys.setprofile(None)
-                say("signal-inside", f"{type(owner).__name__}.{frame.f_code.co_name}")
-                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs on this thread, lock still held
-                return
+        # A lock held, and not by the very call that is acquiring it: this thread is inside the locked region.
+        held = any(
+            isinstance(value, lock_type) and value.locked() and getattr(arg, "__self__", None) is not value
+            for value in getattr(owner, "__dict__", {}).values()
+        )
+        if held or calls >= 2000:
+            fired = True
+            sys.setprofile(None)
+            where = f"{type(owner).__name__}.{frame.f_code.co_name}"
+            say("signal-inside", where, "holding-a-lock" if held else f"at-call-{calls}")
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs on this thread, inside that call
+            return
 
     say("tracked", count)
     sys.setprofile(hook)
