@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peekapi import PeekApiClient, RequestEvent
-from peekapi.event import DroppedEvent, encode_event
+from peekapi.event import DroppedEvent, encode_event, encode_general
 from tests.support.ingest import IngestServer
 
 NOW = 1_764_200_000.5
@@ -189,3 +189,34 @@ def test_any_input_yields_valid_wire_json_or_a_counted_drop(raw: dict[str, Any])
     assert isinstance(out["response_size"], int) and out["response_size"] >= 0
     assert out["consumer_id"] is None or (isinstance(out["consumer_id"], str) and len(out["consumer_id"]) <= 256)
     assert isinstance(out["timestamp"], str) and out["timestamp"]
+
+
+plain_events = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(["get", "POST", "Delete", "options", "\u017f" * 9, "x" * 20]),
+        "path": st.text(max_size=40) | st.just("/" + "p" * 3000),
+        "status_code": st.integers(-5, 1200),
+        "response_time_ms": st.floats(allow_nan=True) | st.integers(-3, 10**6),
+        "request_size": st.integers(-2, 10**9),
+        "response_size": st.integers(-2, 10**9),
+    },
+    optional={
+        "consumer_id": st.none() | st.text(max_size=300),
+        "route": st.none() | st.text(max_size=30),
+        "timestamp": st.sampled_from(["", "2026-01-01T00:00:00Z"]),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plain_events, st.floats(0, 2e9))
+def test_fast_path_matches_the_general_path(raw: dict[str, Any], tracked_at: float) -> None:
+    try:
+        expected: bytes | str = encode_general(raw, tracked_at, 4096)
+    except DroppedEvent as exc:
+        expected = exc.reason
+    try:
+        actual: bytes | str = encode_event(raw, tracked_at, 4096)
+    except DroppedEvent as exc:
+        actual = exc.reason
+    assert actual == expected
