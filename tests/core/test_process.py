@@ -111,6 +111,16 @@ def test_sigterm_chains_to_the_apps_previous_handler(spawn: Any, ingest: IngestS
     assert_exactly_once(ingest, series("chain", 300))
 
 
+def test_sigterm_under_a_graceful_server_still_records_the_requests_in_flight(spawn: Any, ingest: IngestServer) -> None:
+    child = spawn("signals", "graceful", "200", **HELD)
+    child.expect("tracked")
+    child.signal(signal.SIGTERM)
+    assert child.expect("app-handler") == f"200 {int(signal.SIGTERM)}"
+    child.expect("finished")
+    assert child.wait(10) == 0  # the app's own handler decided: finish the work, then a normal exit
+    assert_exactly_once(ingest, series("graceful", 200) | series("graceful-after", 200))
+
+
 def test_sigint_flushes_then_raises_keyboardinterrupt(spawn: Any, ingest: IngestServer) -> None:
     child = spawn("signals", "int", "300", **HELD)
     child.expect("tracked")

@@ -8,6 +8,9 @@ With ``warm``, one event (``warm-0``) is delivered first, so the connection is o
 - ``int``: SIGINT must flush and then raise KeyboardInterrupt in the main thread as usual.
 - ``busy``: the main thread keeps tracking (COUNT is ignored) when SIGTERM lands, maybe inside ``track()``;
   the app's handler (installed before the client) says ``app-handler N`` (events tracked so far) and exits 3.
+- ``graceful``: like a server with its own graceful shutdown: the app's SIGTERM handler (installed before the
+  client) only says ``app-handler`` and sets a flag; the main loop then tracks COUNT more events
+  ``graceful-after-i`` (requests still in flight), says ``finished`` and returns normally.
 - ``in-lock``: after tracking, the main thread keeps calling ``stats()``; a profile hook sends SIGTERM to the
   process from inside peekapi code on the main thread, so the handler runs right there: at the first moment
   that code holds a lock, else at its 2000th call into C (says ``signal-inside Class.method why``). Should
@@ -34,6 +37,7 @@ tracked = 0
 signal.signal(signal.SIGTERM, signal.SIG_DFL)
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
+stopping = False
 if mode in ("chain", "busy"):
 
     def app_handler(signum: int, frame: object) -> None:
@@ -41,6 +45,14 @@ if mode in ("chain", "busy"):
         sys.exit(3)
 
     signal.signal(signal.SIGTERM, app_handler)
+elif mode == "graceful":
+
+    def graceful_handler(signum: int, frame: object) -> None:
+        global stopping
+        stopping = True
+        say("app-handler", tracked, signum)
+
+    signal.signal(signal.SIGTERM, graceful_handler)
 
 c = client()
 if sys.argv[3:] == ["warm"]:
@@ -94,6 +106,15 @@ if mode == "in-lock":
     os.kill(os.getpid(), signal.SIGTERM)
     while True:
         signal.pause()
+
+if mode == "graceful":
+    say("tracked", count)
+    while not stopping:
+        time.sleep(0.01)
+    for i in range(count):
+        c.track(event("graceful-after", i))
+    say("finished")
+    sys.exit(0)
 
 try:
     say("tracked", count)
