@@ -5,7 +5,7 @@
     python benchmarks/bench_read.py --database "$PEEKAPI_TEST_POSTGRES_URL"
 
 Generates the events straight into the store with SQL (30 days, 50 endpoints, 100 consumers, a long-tailed
-latency), builds their rollups the way the collector does (minute rollups for the last 2 days, hourly ones to
+latency), builds their rollups the way the collector does (minute rollups for the last day, hourly ones to
 7 days, daily ones before: as the maintenance job's compaction leaves them), then starts `peekapi serve` and
 times read requests over loopback with keep-alive. Reports the median and p90 of --repeat requests for each
 query. Bounded: data generation is linear in --events (a few minutes for 10M on a 2-core machine).
@@ -87,8 +87,8 @@ def populate(store: SqlStore, project_id: int, events: int, start_all: int) -> N
         t0 = time.time()
         day_start = (start_all + day * DAY) * 1000
         n = per_day if day < 29 else events - 29 * per_day
-        # as the maintenance job leaves them: minute rows for 2 days, hourly ones to 7 days, daily ones before
-        res = MINUTE if day >= 28 else HOUR if day >= 23 else DAY
+        # as the maintenance job leaves them: minute rows for 1 day, hourly ones to 7 days, daily ones before
+        res = MINUTE if day >= 29 else HOUR if day >= 23 else DAY
         with store.transaction() as tx:
             tx.run(sql, (n, project_id, day_start, DAY * 1000, n, e_lo, c_lo))
             store.rollup_from(
@@ -123,7 +123,7 @@ def main() -> None:
     project = store.create_project(f"read-{uuid.uuid4().hex[:8]}", raw_retention_days=31)
     _, token = store.create_credential(project.name, "read")
     now = int(time.time())
-    start_all = (now - 30 * DAY) // HOUR * HOUR
+    start_all = now // DAY * DAY - 30 * DAY  # whole days, so daily rollups fall inside the range
     t0 = time.time()
     print(f"generating {args.events:,} events over 30 days into {url.split(':', 1)[0]} ...", flush=True)
     populate(store, project.id, args.events, start_all)

@@ -19,7 +19,7 @@ def test_a_running_collector_applies_retention_and_compaction(db_url: str) -> No
     c = start_collector(db_url, maintenance_interval_seconds=0.2)
     try:
         p = c.store.create_project(f"{c.project.name}-ret", raw_retention_days=3)
-        c.store.write_batches([Batch(p.id, None, [old_event(10)] * 4 + [old_event(1)] * 2)])
+        c.store.write_batches([Batch(p.id, None, [old_event(10)] * 4 + [old_event(0.5)] * 2)])
         assert c.store.count_events(p.id) == 6
         deadline = time.monotonic() + 15
         while c.store.count_events(p.id) != 2 and time.monotonic() < deadline:

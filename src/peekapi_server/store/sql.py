@@ -338,7 +338,7 @@ class SqlStore(ReadQueries):
     def maintain(
         self,
         now: int,
-        compact_minutes_after: int = 2 * DAY,
+        compact_minutes_after: int = DAY,
         compact_hours_after: int = 7 * DAY,
         batch_id_retention: int = 14 * DAY,
     ) -> MaintenanceResult:
