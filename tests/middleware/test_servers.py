@@ -114,6 +114,10 @@ def test_every_request_arrives_exactly_once(app: App, ingest: IngestServer, tmp_
         made.append(("POST", "/echo", status, 1500, len(body), None, None))
         status, body = _request(port, "GET", "/stream")
         made.append(("GET", "/stream", status, 0, len(body), None, None))
+        if app.needs == "django":  # FileResponse: handed to gunicorn's wsgi.file_wrapper (sendfile) under WSGI
+            status, body = _request(port, "GET", "/file")
+            assert status == 200 and body == (EXAMPLES / "django_project" / "views.py").read_bytes()
+            made.append(("GET", "/file", status, 0, len(body), "file", None))
         status, body = _request(port, "GET", "/boom")
         made.append(("GET", "/boom", status, 0, 0 if app.error_page_outside else len(body), None, None))
         status, body = _request(port, "GET", "/health")  # excluded: must not arrive
