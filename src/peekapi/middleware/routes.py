@@ -7,9 +7,9 @@ Each framework leaves the matched route somewhere different; nothing here import
   longer ``scope["root_path"]``, whose template is looked up once among the app's ``Mount`` routes.
 - Litestar puts ``scope["path_template"]`` (parameters without their types); the declared path
   (``/orders/{oid:int}``) is looked up once among the app's routes.
-- Flask clears ``environ["werkzeug.request"]`` before its ``wsgi_app`` returns, so a teardown function
-  registered on the app (:func:`watch_flask`) copies ``request.url_rule`` into ``environ["peekapi.route"]``.
-  Bottle leaves the route in ``environ["bottle.route"]``.
+- Flask (werkzeug) keeps its request in ``environ["werkzeug.request"]`` until its ``wsgi_app`` returns, when
+  it clears it: the WSGI middleware takes the request when ``start_response`` is called, and reads its
+  ``url_rule`` later. Bottle leaves the route in ``environ["bottle.route"]``.
 - Django: ``request.resolver_match.route`` (read in ``peekapi.middleware.django``).
 
 A lookup that finds nothing returns None: the event then has no ``route``. Lookups never raise.
@@ -26,9 +26,7 @@ from .types import Scope
 
 logger = logging.getLogger("peekapi")
 
-__all__ = ["ASGIRoutes", "watch_flask", "wsgi_route"]
-
-FLASK_ROUTE_KEY = "peekapi.route"
+__all__ = ["ASGIRoutes", "wsgi_route"]
 
 # Caches below are bounded: they are keyed by concrete mount prefixes, which may hold ids.
 _MAX_CACHED = 1024
@@ -204,59 +202,18 @@ def _endpoint_paths(routes: Iterable[Any]) -> dict[int, tuple[object, str | None
     return out
 
 
-def watch_flask(app: object) -> None:
-    """If ``app`` is a Flask app or its ``wsgi_app``, make it leave its matched rule in the environ.
+def wsgi_route(environ: Mapping[str, Any], werkzeug_request: object) -> str | None:
+    """The route template Bottle or Flask matched, else None. Never raises.
 
-    Registers one teardown function per app (never twice). Never raises: when the app no longer accepts
-    setup (it has already served a request), requests are recorded without a route, and a warning is logged.
+    ``werkzeug_request`` is what ``environ["werkzeug.request"]`` held when the app called ``start_response``.
     """
-    flask_app: Any = getattr(app, "__self__", app)
-    if getattr(flask_app, "url_map", None) is None or not hasattr(flask_app, "teardown_request"):
-        return
     try:
-        funcs = flask_app.teardown_request_funcs.get(None, [])
-        if any(func is _flask_teardown for func in funcs):
-            return
-        flask_app.teardown_request(_flask_teardown)
-    except Exception as exc:
-        logger.warning("peekapi: cannot watch this Flask app's routes (%s); events will have no route", exc)
-
-
-def _flask_teardown(exc: BaseException | None) -> None:
-    try:
-        request = _flask_request_context().request
-        rule = request.url_rule
-        if rule is not None:
-            request.environ[FLASK_ROUTE_KEY] = rule.rule
-    except Exception:  # outside a request context, or a changed Flask: no route
-        logger.debug("peekapi: no Flask route", exc_info=True)
-
-
-_flask_context_var: Any = None
-
-
-def _flask_request_context() -> Any:
-    """The current Flask request context. Reads Flask's context variable directly when it exists (a tenth of
-    the cost of the ``request_ctx`` proxy, per request), else goes through the public proxy."""
-    global _flask_context_var
-    if _flask_context_var is None:
-        from flask import globals as flask_globals
-
-        cv = getattr(flask_globals, "_cv_request", None)
-        proxy: Any = flask_globals.request_ctx
-        _flask_context_var = cv.get if cv is not None else proxy._get_current_object
-    return _flask_context_var()
-
-
-def wsgi_route(environ: Mapping[str, Any]) -> str | None:
-    """The route template Flask or Bottle matched for ``environ``, else None. Never raises."""
-    try:
-        flask_rule = environ.get(FLASK_ROUTE_KEY)
-        if flask_rule is not None:
-            return flask_rule if isinstance(flask_rule, str) else None
         bottle_route = environ.get("bottle.route")
         if bottle_route is not None:
             rule = getattr(bottle_route, "rule", None)
+            return rule if isinstance(rule, str) else None
+        if werkzeug_request is not None:
+            rule = getattr(getattr(werkzeug_request, "url_rule", None), "rule", None)
             return rule if isinstance(rule, str) else None
     except Exception:
         logger.debug("peekapi: route template lookup failed", exc_info=True)

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, cast
 from peekapi.client import PeekApiClient
 
 from .capture import Capture, parse_size, resolve_client
-from .routes import watch_flask, wsgi_route
+from .routes import wsgi_route
 from .types import Environ, ExcInfo, StartResponse, WriteCallable, WSGIApp
 
 logger = logging.getLogger("peekapi")
@@ -43,7 +43,6 @@ class PeekApiWSGI:
         self.app = app
         self.client = resolve_client(client, options)
         self._capture = Capture(self.client)
-        watch_flask(app)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
@@ -79,6 +78,7 @@ class _Exchange:
         "sent",
         "start",
         "status",
+        "werkzeug_request",
     )
 
     def __init__(self, capture: Capture, environ: Environ, start_response: StartResponse, path: str) -> None:
@@ -93,6 +93,7 @@ class _Exchange:
         self.failed = False
         self.done = False
         self.input: _CountingInput | None = None
+        self.werkzeug_request: object = None
         if not environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
             # A chunked upload: count the bytes the application actually reads.
             self.input = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
@@ -105,6 +106,8 @@ class _Exchange:
         self.status = status
         self.response_headers = headers
         self._write = write
+        # Flask clears this before its wsgi_app returns; it is still there while it starts the response.
+        self.werkzeug_request = self.environ.get("werkzeug.request")
         return self.write
 
     def write(self, data: bytes) -> object:
@@ -153,7 +156,7 @@ class _Exchange:
             capture.emit(
                 environ.get("REQUEST_METHOD", "GET"),
                 path,
-                wsgi_route(environ),
+                wsgi_route(environ, self.werkzeug_request),
                 500 if self.failed else _status_code(self.status),
                 (end - self.start) * 1000.0,
                 request_size,
