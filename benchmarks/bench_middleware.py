@@ -297,12 +297,15 @@ def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
             for variant in order:
                 samples[variant].append(_timed(variant, runners[variant], n))
         medians = {v: statistics.median(s) for v, s in samples.items()}
+        lows = {v: min(s) for v, s in samples.items()}
         results[suite] = medians
-        bare = medians["bare"]
-        print(f"\n{suite}: CPU µs per request, median of {rounds} interleaved batches of {n}")
+        bare, bare_low = medians["bare"], lows["bare"]
+        print(f"\n{suite}: CPU µs per request, median (and min) of {rounds} interleaved batches of {n}")
         for variant, value in medians.items():
-            extra = "" if variant == "bare" else f"   (+{value - bare:.2f} µs, x{value / bare:.2f})"
-            print(f"  {variant:<13} {value:8.2f}{extra}")
+            extra = ""
+            if variant != "bare":
+                extra = f"   +{value - bare:.2f} µs x{value / bare:.2f}   (min: +{lows[variant] - bare_low:.2f} µs)"
+            print(f"  {variant:<13} {value:8.2f} ({lows[variant]:.2f}){extra}")
     return results
 
 
