@@ -15,12 +15,15 @@ from typing import Any
 
 from peekapi_server import histogram
 
-from .base import JsonDict, ReadQuery, Store
+from .base import DAY, HOUR, MINUTE, JsonDict, ReadQuery, Store
 from .tx import Row, Tx
 
 _QS = (0.5, 0.95, 0.99)
 _SUMS = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
 _MAX_POINTS = 5000
+#: Rollup rows of a project in ``[start, end)``. Naming every resolution lets the primary key
+#: (project_id, res, ts, ...) serve the time range as three index range scans instead of a project scan.
+_IN_RANGE = f"project_id = ? AND res IN ({MINUTE}, {HOUR}, {DAY}) AND ts >= ? AND ts < ?"
 EVENT_KEYS = (
     "id",
     "ts_ms",
@@ -107,8 +110,13 @@ class ReadQueries(Store):
         with self._tx(False) as tx:
             f = self._filters(tx, project_id, q) if q.filtered else ("", [])
             if f is not None:
-                table, htable = ("rollups", "hist") if q.filtered else ("rollup_totals", "hist_totals")
-                where = "project_id = ? AND ts >= ? AND ts < ?" + f[0]
+                if q.filtered:
+                    table, htable = "rollups", "hist"
+                elif iv % HOUR == 0:
+                    table, htable = "rollup_hours", "hist_hours"  # no minute rows to read
+                else:
+                    table, htable = "rollup_totals", "hist_totals"
+                where = _IN_RANGE + f[0]
                 params = [project_id, q.start, q.end, *f[1]]
                 rows = tx.rows(f"SELECT {t} AS t, {_SUMS} FROM {table} WHERE {where} GROUP BY {t} ORDER BY 1", params)
                 hrows = tx.rows(
@@ -150,7 +158,7 @@ class ReadQueries(Store):
             f = self._filters(tx, project_id, q)
             if f is None:
                 return [], {}
-            where = "project_id = ? AND ts >= ? AND ts < ?" + f[0]
+            where = _IN_RANGE + f[0]
             params = [project_id, q.start, q.end, *f[1]]
             rows = tx.rows(f"SELECT {dim}, {_SUMS} FROM rollups WHERE {where} GROUP BY {dim}", params)
             hrows = tx.rows(f"SELECT {dim}, bucket, SUM(n) FROM hist WHERE {where} GROUP BY {dim}, bucket", params)
@@ -191,7 +199,8 @@ class ReadQueries(Store):
             if f is None:
                 return []
             rows = tx.rows(
-                "SELECT status_code, SUM(n) FROM rollups WHERE project_id = ? AND ts >= ? AND ts < ?"
+                "SELECT status_code, SUM(n) FROM rollups WHERE "
+                + _IN_RANGE
                 + f[0]
                 + " GROUP BY status_code ORDER BY status_code",
                 [project_id, q.start, q.end, *f[1]],

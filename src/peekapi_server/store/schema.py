@@ -3,7 +3,9 @@
 Placeholders: ``{id}`` an auto-increment primary key, ``{big}`` a 64-bit integer, ``{float}`` a double,
 ``{without_rowid}`` SQLite's clustered-table suffix (empty on PostgreSQL). Timestamps are integers: epoch
 milliseconds for raw events, epoch seconds elsewhere. Rollup rows exist per resolution (``res``: 60, 3600,
-86400); the ``*_totals`` tables hold the same figures without dimensions so unfiltered reads stay small.
+86400); the ``*_totals`` tables hold the same figures without dimensions so unfiltered reads stay small, and the
+``*_hours`` tables hold those again, written at hour resolution from the start (compacted to days like the
+others), for series whose interval is whole hours.
 Consumer id 0 in rollups means "no consumer".
 """
 
@@ -117,6 +119,36 @@ MIGRATIONS: list[list[str]] = [
             n {big} NOT NULL,
             PRIMARY KEY (project_id, res, ts, bucket)
         ){without_rowid}""",
+    ],
+    # version 2: the unfiltered figures written at hour resolution from the start, so series of hours and days
+    # never read the (many) minute rows
+    [
+        """CREATE TABLE rollup_hours (
+            project_id {big} NOT NULL,
+            res INTEGER NOT NULL,
+            ts {big} NOT NULL,"""
+        + _ROLLUP_COLS
+        + """,
+            PRIMARY KEY (project_id, res, ts)
+        ){without_rowid}""",
+        """CREATE TABLE hist_hours (
+            project_id {big} NOT NULL,
+            res INTEGER NOT NULL,
+            ts {big} NOT NULL,
+            bucket INTEGER NOT NULL,
+            n {big} NOT NULL,
+            PRIMARY KEY (project_id, res, ts, bucket)
+        ){without_rowid}""",
+        # backfill from the totals already stored (minute rows become hour rows)
+        """INSERT INTO rollup_hours SELECT project_id, CASE WHEN res = 60 THEN 3600 ELSE res END AS r,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END AS t, SUM(n), SUM(err4), SUM(err5),
+            SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)
+            FROM rollup_totals GROUP BY project_id, CASE WHEN res = 60 THEN 3600 ELSE res END,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END""",
+        """INSERT INTO hist_hours SELECT project_id, CASE WHEN res = 60 THEN 3600 ELSE res END AS r,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END AS t, bucket, SUM(n)
+            FROM hist_totals GROUP BY project_id, CASE WHEN res = 60 THEN 3600 ELSE res END,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END, bucket""",
     ],
 ]
 

@@ -46,6 +46,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rollup_totals": ((), _ROLLUP_VALUES),
     "hist": ((*_DIMS, "bucket"), ("n",)),
     "hist_totals": (("bucket",), ("n",)),
+    "rollup_hours": ((), _ROLLUP_VALUES),
+    "hist_hours": (("bucket",), ("n",)),
 }
 
 EVENT_COLUMNS = (
@@ -310,26 +312,30 @@ class SqlStore(ReadQueries):
         return self._tx(True)
 
     def rollup_from(self, tx: Tx, source: str, params: Sequence[object], res: int = MINUTE) -> None:
-        """Adds the events selected by ``FROM {source}`` to the rollups and histograms of resolution ``res``.
+        """Adds the events selected by ``FROM {source}`` to the rollups and histograms of resolution ``res``
+        (and to the ``*_hours`` tables at hour resolution, or ``res`` when that is coarser).
 
         Aggregation happens inside the database; rows are upserted in key order so concurrent writers
         (PostgreSQL) always lock rollup rows in the same order and cannot deadlock.
         """
-        minute = f"(ts / {res * 1000}) * {res}"
         dims = {
             "rollups": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code"),
             "rollup_totals": (),
             "hist": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code", "bucket"),
             "hist_totals": ("bucket",),
+            "rollup_hours": (),
+            "hist_hours": ("bucket",),
         }
         for table, keys in dims.items():
             _, values = TABLES[table]
+            r = max(res, HOUR) if table.endswith("_hours") else res
+            bucket = f"(ts / {r * 1000}) * {r}"
             aggs = _SQL_AGGS if len(values) > 1 else ("COUNT(*)",)
-            group = ", ".join(("project_id", minute, *keys))
+            group = ", ".join(("project_id", bucket, *keys))
             upsert = self._upsert_sql(table)
             tx.run(
                 f"INSERT INTO {table} ({upsert[upsert.index('(') + 1 : upsert.index(')')]})"
-                f" SELECT project_id, {res}, {minute}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
+                f" SELECT project_id, {r}, {bucket}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
                 f" FROM {source} GROUP BY {group} ORDER BY {group}" + upsert[upsert.index(" ON CONFLICT") :],
                 params,
             )
