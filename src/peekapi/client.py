@@ -40,6 +40,8 @@ class PeekApiClient:
         self._closed_drops = Counter()
         self._closed = False
         self._shutdown_lock = threading.Lock()
+        self._shutdown_owner = 0
+        self._shutdown_result = False
         self._shutdown_done = threading.Event()
         self._spool = Spool(self._settings.storage_dir, self._settings.max_storage_bytes)
         self._pid = os.getpid()
@@ -112,7 +114,13 @@ class PeekApiClient:
         """
         limit = self._settings.shutdown_timeout if timeout is None else timeout
         if not self._shutdown_lock.acquire(blocking=False):
-            return self._shutdown_done.wait(limit + 2.0)
+            if not self._shutdown_done.is_set() and self._shutdown_owner == threading.get_ident():
+                # A second signal while this thread is inside the first shutdown: the first cannot go on under
+                # us, so spool what is left at once (bounded) and let the signal take its course.
+                self._worker.stop(time.monotonic())
+                return False
+            return self._shutdown_done.wait(limit + 2.0) and self._shutdown_result
+        self._shutdown_owner = threading.get_ident()
         try:
             self._closed = True
             finished = self._worker.stop(time.monotonic() + limit)
@@ -122,7 +130,8 @@ class PeekApiClient:
                 self._stats.drop("closed", closed)
             stats = self.stats()
             logger.debug("peekapi: shut down: %s", stats)
-            return finished and stats["queue_depth"] == 0 and stats["in_flight"] == 0
+            self._shutdown_result = finished and stats["queue_depth"] == 0 and stats["in_flight"] == 0
+            return self._shutdown_result
         except Exception:  # pragma: no cover - defensive
             logger.exception("peekapi: shutdown() failed")
             return False

@@ -31,7 +31,10 @@ from .transport import MAX_ATTEMPTS, SendResult, backoff_delay
 logger = logging.getLogger("peekapi")
 
 RECOVERY_INTERVAL = 30.0
+POLL_INTERVAL = 0.01  # how often the batcher looks at the buffer while traffic flows
+BUSY_WINDOW = 1.0  # it keeps polling this long after it last found a full batch waiting
 JOIN_GRACE = 1.0
+IN_FLIGHT_GRACE = 0.5
 
 
 class Transport(Protocol):
@@ -122,7 +125,7 @@ class Worker:
         """Deliver everything, then stop both threads; what is not delivered by ``deadline`` is spooled.
 
         ``deadline`` is a ``time.monotonic()`` value. Returns True if everything was delivered or spooled and
-        both threads ended. Blocks until about ``deadline`` plus one second at most.
+        both threads ended. Blocks until ``deadline`` plus 1.5 s at most.
         """
         self._deadline = deadline
         self._closing = True
@@ -132,7 +135,15 @@ class Worker:
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
         if any(t.is_alive() for t in self._threads):
-            # Past the deadline: cut the request in flight short; the threads spool what they hold and end.
+            # Past the deadline the threads spool what waits; a request in flight gets a moment to be answered
+            # (were it cut short, its batch would be spooled and sent again: a duplicate for a collector that
+            # does not deduplicate by batch id).
+            self._sender_bell.ring()
+            self._batcher_bell.ring()
+            for thread in self._threads:
+                thread.join(IN_FLIGHT_GRACE)
+        if any(t.is_alive() for t in self._threads):
+            # Still stuck: cut the request in flight short; the threads spool what they hold and end.
             self._transport.abort()
             self._sender_bell.ring()
             self._batcher_bell.ring()
@@ -175,36 +186,52 @@ class Worker:
 
     def _batch_loop(self) -> None:
         interval = self._settings.flush_interval
+        size = self._settings.batch_size
         buffer = self._buffer
         due = time.monotonic() + interval
         blocked = False
+        busy_until = 0.0
         while True:
-            wait = min(due, self._deadline) - time.monotonic()
-            if blocked:  # the sender rings when it has room again
+            now = time.monotonic()
+            wait = min(due, self._deadline) - now
+            if self._closing or self._flush_requests:
+                pass
+            elif blocked:  # the sender rings when it has room again
                 self._batcher_bell.wait(min(max(wait, 0.01), 1.0))
-            elif wait > 0 and not (self._closing or self._flush_requests):
-                self._batcher_bell.wait(wait)
-            buffer.wake_pending = False
+            elif now < busy_until:
+                # Traffic is flowing: poll, so that track() need not ring the bell (a system call that releases
+                # the GIL, on the request path).
+                self._batcher_bell.wait(min(max(wait, 0.0), POLL_INTERVAL))
+            else:
+                buffer.wake_pending = False  # idle: track() rings once a full batch is waiting
+                if len(buffer) < size and wait > 0:
+                    self._batcher_bell.wait(wait)
+            buffer.wake_pending = True
             self._report_full()
             queued_now = buffer.taken + len(buffer)
             while self._flush_requests:
                 self._markers.append((self._flush_requests.popleft(), queued_now))
                 self._drain_to = max(self._drain_to, queued_now)
             now = time.monotonic()
+            if len(buffer) >= size:
+                busy_until = now + BUSY_WINDOW
             if now >= due:
                 due = now + interval
                 self._drain_to = max(self._drain_to, queued_now)
             if self._closing:
                 self._drain_to = max(self._drain_to, queued_now)
+            handed = self._put_events
             blocked = self._drain()
             # A flush is done once every event queued before it has gone to the sender: the marker follows them.
             while self._markers and self._markers[0][1] <= buffer.taken:
                 self._outbox.append(self._markers.popleft()[0])
-            self._sender_bell.ring()
+                handed = -1
+            if handed != self._put_events:
+                self._sender_bell.ring()
             if blocked:
-                buffer.wake_pending = True  # the sender rings when it has room; track() need not
                 self._blocked = True
             if self._closing and not len(buffer) and not self._markers and not self._flush_requests:
+                self._report_full()  # drops since this round's report, when track() raced with stop()
                 self._batcher_done = True
                 self._sender_bell.ring()
                 return
@@ -229,6 +256,7 @@ class Worker:
                 spill = True  # memory is nearly full: overflow to disk rather than drop in track()
             else:
                 return True
+            buffer.held_elsewhere = self.in_flight + count  # still in memory while being encoded
             batches = build_batches(
                 buffer.take(size),
                 max_count=size,
@@ -238,6 +266,7 @@ class Worker:
             )
             if spill:
                 self._to_spool(batches)
+                buffer.held_elsewhere = self.in_flight
                 self._next_recovery = 0.0  # the sender sends them back out once it has caught up
                 continue
             for batch in batches:
