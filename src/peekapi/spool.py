@@ -8,6 +8,8 @@ Layout of ``storage_dir`` (shared safely by any number of processes on one host)
   it; it deletes it once every batch in it is acknowledged, or writes the unsent rest back as a new ready file.
   A claim whose process is gone (or that is older than ``STALE_CLAIM_SECONDS``) is taken over by the next
   process that looks.
+- ``<ready name>.acks``: the ids of the batches of a claimed file delivered so far, so that a process taking
+  over an abandoned claim does not send them again.
 - ``.tmp-<pid>-<rand>``: being written. One whose process is gone is published as a ready file (its truncated
   last line, if any, is skipped when read).
 
@@ -32,9 +34,11 @@ from .batch import Batch
 logger = logging.getLogger("peekapi")
 
 STALE_CLAIM_SECONDS = 300.0
+STALE_ACKS_SECONDS = 60.0
 _READY = ".jsonl"
 _CLAIM = ".claim-"
 _TMP = ".tmp-"
+_ACKS = ".acks"
 
 
 @dataclass
@@ -146,12 +150,35 @@ class Spool:
             return self._read(target)
         return None
 
+    def acknowledge(self, claim: Claim, batch_id: str) -> None:
+        """Record that ``batch_id`` of ``claim`` was delivered, on disk too (one small append).
+
+        Should this process die before ``finish``, whoever takes the claim over skips the batches recorded here
+        instead of sending them again. Also keeps the claim fresh, so it is not taken over as stale. Never raises.
+        """
+        claim.done.add(batch_id)
+        try:
+            fd = os.open(self._acks_path(claim.path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, batch_id.encode("ascii") + b"\n")
+            finally:
+                os.close(fd)
+            os.utime(claim.path)
+        except OSError as exc:
+            logger.debug("peekapi: could not record an acknowledgement in the spool: %s", exc)
+
+    def _acks_path(self, claim_path: Path) -> Path:
+        return self.directory / (claim_path.name.split(_CLAIM, 1)[0] + _ACKS)
+
     def _candidates(self) -> Iterator[Path]:
         now = time.time()
         entries = sorted(self._entries(), key=lambda e: e.name.split(_TMP)[-1])
+        names = {entry.name for entry in entries}
         for entry in entries:
             name = entry.name
-            if name.endswith(_READY):
+            if name.endswith(_ACKS):
+                self._drop_orphan_acks(entry, names, now)
+            elif name.endswith(_READY):
                 yield Path(entry.path)
             elif _CLAIM in name or name.startswith(_TMP):
                 owner = name.rsplit(_CLAIM, 1)[-1] if _CLAIM in name else name[len(_TMP) :].split("-", 1)[0]
@@ -162,6 +189,15 @@ class Spool:
                 stale = age > STALE_CLAIM_SECONDS if _CLAIM in name else age > 5.0
                 if stale or not _alive(owner):
                     yield Path(entry.path)
+
+    def _drop_orphan_acks(self, entry: os.DirEntry[str], names: set[str], now: float) -> None:
+        """Remove an acknowledgement journal whose spool file is gone (its owner died while finishing)."""
+        base = entry.name[: -len(_ACKS)]
+        if any(n != entry.name and n.startswith(base) for n in names):
+            return
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime > STALE_ACKS_SECONDS:
+                os.unlink(entry.path)
 
     def _read(self, path: Path) -> Claim:
         batches: list[Batch] = []
@@ -181,6 +217,12 @@ class Spool:
                 batches.append(batch)
         if corrupt:
             logger.warning("peekapi: skipped %d corrupt line(s) in spool file %s", corrupt, path.name)
+        try:
+            acked = set(self._acks_path(path).read_text("ascii", "replace").split())
+        except OSError:
+            acked = set()
+        if acked:  # delivered by an earlier owner that died before finishing
+            batches = [b for b in batches if b.batch_id not in acked]
         return Claim(path, batches, corrupt)
 
     def finish(self, claim: Claim) -> None:
@@ -195,6 +237,9 @@ class Spool:
             os.unlink(claim.path)
         except OSError as exc:
             logger.error("peekapi: could not release spool file %s: %s", claim.path.name, exc)
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self._acks_path(claim.path))
 
     def _entries(self) -> list[os.DirEntry[str]]:
         try:

@@ -398,13 +398,13 @@ class Worker:
 
     def _resend(self, claim: Claim) -> None:
         for batch in claim.batches:
-            if self._closing or self._outbox:
-                return  # live traffic and shutdown come first; the rest is released for later
+            if self._closing or self.in_flight > self._outbox_cap // 2:
+                return  # shutdown and a backlog of live traffic come first; the rest is released for later
             result = self._attempt(batch, recovered=True)
             if result is not None:
                 self._down = True
                 return
-            claim.done.add(batch.batch_id)
+            self._spool.acknowledge(claim, batch.batch_id)
 
     # -- shared helpers ------------------------------------------------------------------------------------
 

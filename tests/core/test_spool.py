@@ -171,3 +171,21 @@ def test_a_dead_processes_claim_is_taken_over(tmp_path: Path) -> None:
     ready.rename(tmp_path / f"{ready.name}.claim-{dead_pid}")
     claim = spool.claim()
     assert claim is not None and len(claim.batches) == 1
+
+
+def test_a_taken_over_claim_skips_the_batches_already_acknowledged(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 10**6)
+    batches = [Batch.of([json.dumps(event(i)).encode()]) for i in range(3)]
+    spool.append(batches)
+    claim = spool.claim()
+    assert claim is not None
+    spool.acknowledge(claim, batches[0].batch_id)
+    spool.acknowledge(claim, batches[1].batch_id)
+    # The owner dies here, before finish(): its claim is abandoned.
+    claim.path.rename(claim.path.with_name(claim.path.name.rsplit("-", 1)[0] + f"-{2**22 + 777}"))
+    again = spool.claim()
+    assert again is not None
+    assert [b.batch_id for b in again.batches] == [batches[2].batch_id]
+    spool.acknowledge(again, batches[2].batch_id)
+    spool.finish(again)
+    assert list(tmp_path.iterdir()) == []
