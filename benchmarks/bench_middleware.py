@@ -362,32 +362,42 @@ def load(rounds: int, seconds: int, connections: int) -> dict[str, dict[str, flo
     results: dict[str, dict[str, float]] = {}
     for suite, (kind, factories) in suites.items():
         samples: dict[str, list[float]] = {v: [] for v in factories}
-        for _ in range(rounds):
-            for variant, factory in factories.items():
-                port = _free_port()
-                server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
-                try:
-                    _wait_port(port)
-                    _wrk(port, 2, connections)  # warm up
-                    samples[variant].append(_wrk(port, seconds, connections))
-                finally:
-                    os.killpg(server.pid, signal.SIGTERM)
-                    server.wait(timeout=30)
+        ratios: list[float] = []
+        for round_ in range(rounds):
+            # bare and peekapi back to back, in alternating order: each pair sees about the same machine load.
+            order = list(factories.items())
+            if round_ % 2:
+                order.reverse()
+            for variant, factory in order:
+                samples[variant].append(_serve_and_load(kind, factory, seconds, connections))
+            ratios.append(samples["peekapi"][-1] / samples["bare"][-1])
         medians = {v: statistics.median(s) for v, s in samples.items()}
         results[suite] = medians
-        bare = medians["bare"]
         print(f"\n{suite}: requests/s, median of {rounds} runs of {seconds} s, wrk -c{connections}")
         for variant, value in medians.items():
-            extra = "" if variant == "bare" else f"   ({(value / bare - 1) * 100:+.1f}%)"
-            print(f"  {variant:<11} {value:10.0f}{extra}   runs: {', '.join(f'{x:.0f}' for x in samples[variant])}")
+            print(f"  {variant:<11} {value:10.0f}   runs: {', '.join(f'{x:.0f}' for x in samples[variant])}")
+        change = (statistics.median(ratios) - 1) * 100
+        print(f"  peekapi vs bare, median of the paired runs: {change:+.1f}%")
     return results
+
+
+def _serve_and_load(kind: str, factory: str, seconds: int, connections: int) -> float:
+    port = _free_port()
+    server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
+    try:
+        _wait_port(port)
+        _wrk(port, 2, connections)  # warm up
+        return _wrk(port, seconds, connections)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", choices=("inproc", "load", "all"), default="all")
-    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 41 inproc, 3 load)")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per in-process batch")
+    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 101 inproc, 3 load)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per in-process batch")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     args = parser.parse_args()
@@ -397,7 +407,7 @@ def main() -> None:
         os.environ["BENCH_SINK"] = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/events"
         os.environ.setdefault("PYTHONPATH", str(HERE.parent / "src"))
         if args.what in ("inproc", "all"):
-            inproc(args.rounds or 41, args.requests)
+            inproc(args.rounds or 101, args.requests)
         if args.what in ("load", "all"):
             load(args.rounds or 3, args.seconds, args.connections)
     finally:
