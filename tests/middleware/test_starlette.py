@@ -142,3 +142,30 @@ def test_bad_options_fail_when_the_app_is_built() -> None:
     app.add_middleware(PeekApiASGI, api_key="k", batch_size=-1)
     with pytest.raises(ValueError, match="batch_size"), TestClient(app) as http:
         http.get("/")
+
+
+def test_route_lookup_by_endpoint_when_the_scope_has_no_route() -> None:
+    """Starlette versions before ``scope["route"]`` leave only ``endpoint``: the route is found by it."""
+    from starlette.routing import Router
+
+    from peekapi.middleware.routes import ASGIRoutes
+
+    async def items(request: Request) -> Response:
+        return Response()
+
+    static = StaticFiles(directory=".", check_dir=False)
+    router = Router(
+        routes=[
+            Route("/users/{user_id}", user),
+            Mount("/api/{tenant}", routes=[Route("/items/{x}", items)]),
+            Mount("/static", app=static),
+        ]
+    )
+    routes = ASGIRoutes()
+    assert routes.template({"router": router, "endpoint": user, "root_path": ""}) == "/users/{user_id}"
+    mounted = {"router": router, "endpoint": items, "root_path": "/api/acme", "app_root_path": ""}
+    assert routes.template(mounted) == "/api/{tenant}/items/{x}"
+    static_scope = {"router": router, "endpoint": static, "root_path": "/static", "app_root_path": ""}
+    assert routes.template(static_scope) == "/static/{path:path}"
+    assert routes.template({"router": router, "endpoint": boom, "root_path": ""}) is None
+    assert routes.template({"router": router, "endpoint": boom, "root_path": ""}) is None  # remembered

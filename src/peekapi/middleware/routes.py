@@ -131,7 +131,7 @@ class ASGIRoutes:
     # -- Litestar -------------------------------------------------------------------------------------------
 
     def _litestar(self, scope: Scope, path_template: object) -> str | None:
-        if not isinstance(path_template, str):
+        if not isinstance(path_template, str) or not path_template:
             return None
         typed = self._typed.get(path_template)
         if typed is not None:
