@@ -137,23 +137,11 @@ def test_malformed_events_do_not_poison_their_batch(ingest: IngestServer, option
     client.shutdown(1)
 
 
+WIRE_FIELDS = ["method", "path", "status_code", "response_time_ms", "request_size", "response_size", "consumer_id",
+               "metadata", "timestamp", "route"]  # fmt: skip
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary())
 fields = st.dictionaries(
-    st.sampled_from(
-        [
-            "method",
-            "path",
-            "status_code",
-            "response_time_ms",
-            "request_size",
-            "response_size",
-            "consumer_id",
-            "metadata",
-            "timestamp",
-            "route",
-            "extra",
-        ]
-    ),
+    st.sampled_from([*WIRE_FIELDS, "extra"]),
     st.one_of(scalars, st.dictionaries(st.text(), scalars, max_size=3), st.lists(scalars, max_size=3)),
 )
 
@@ -168,18 +156,7 @@ def test_any_input_yields_valid_wire_json_or_a_counted_drop(raw: dict[str, Any])
         return
     assert len(data) <= 4096
     out = json.loads(data.decode("utf-8"))
-    assert set(out) <= {
-        "method",
-        "path",
-        "status_code",
-        "response_time_ms",
-        "request_size",
-        "response_size",
-        "consumer_id",
-        "metadata",
-        "timestamp",
-        "route",
-    }
+    assert set(out) <= set(WIRE_FIELDS)
     assert isinstance(out["method"], str) and len(out["method"]) <= 16 and out["method"] == out["method"].upper()
     assert isinstance(out["path"], str) and len(out["path"]) <= 2048
     assert isinstance(out["status_code"], int) and 0 <= out["status_code"] <= 999
