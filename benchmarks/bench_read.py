@@ -63,7 +63,7 @@ def generate_sql(dialect: str) -> str:
     )
     return (
         f"{seq} INSERT INTO events ({EVENT_COLUMNS})"
-        f" SELECT ?, ? + x * ? / ?, ? + r1 % {ENDPOINTS},"
+        f" SELECT ?, ? + CAST(x AS BIGINT) * ? / ?, ? + r1 % {ENDPOINTS},"
         f" CASE WHEN r2 % 10 = 0 THEN NULL ELSE ? + r2 % {CONSUMERS} END, 'GET', '/generated',"
         " CASE r3 % 20 WHEN 0 THEN 500 WHEN 1 THEN 404 WHEN 2 THEN 400 WHEN 3 THEN 201 ELSE 200 END,"
         f" lat, r4 % 2000, r4 % 20000, NULL, {bucket} FROM ({inner}) AS g"
@@ -90,7 +90,8 @@ def populate(store: SqlStore, project_id: int, events: int, start_all: int) -> N
         # as the maintenance job leaves them: minute rows for 1 day, hourly ones to 7 days, daily ones before
         res = MINUTE if day >= 29 else HOUR if day >= 23 else DAY
         with store.transaction() as tx:
-            tx.run(sql, (n, project_id, day_start, DAY * 1000, n, e_lo, c_lo))
+            params = (project_id, day_start, DAY * 1000, n, e_lo, c_lo)
+            tx.run(sql, (n, *params) if dialect == "sqlite" else (*params, n))  # where the row count goes
             store.rollup_from(
                 tx,
                 "events WHERE project_id = ? AND ts >= ? AND ts < ?",
