@@ -6,7 +6,9 @@ Two measurements, each interleaving the variants in one run and reporting median
    sockets: microseconds per request for the bare app, with this peekapi, and with peekapi 0.1.0. Both SDKs
    deliver to a loopback sink running in a subprocess, so their background threads do their real work.
 2. Over sockets (``load``): uvicorn (Starlette) and gunicorn (Flask), one worker each, loaded by ``wrk`` on
-   127.0.0.1: requests per second, bare vs peekapi.
+   127.0.0.1: requests per second (the change is the median of per-round ratios) and the server's CPU time per
+   request (all its processes, from /proc), bare vs peekapi. (Holding delivery back for a whole run is no
+   measure of the request path there: tens of thousands of held events make the garbage collector the cost.)
 
     python benchmarks/bench_middleware.py             # both
     python benchmarks/bench_middleware.py inproc      # in-process only
@@ -340,7 +342,8 @@ def _server_command(kind: str, factory: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _wrk(port: int, seconds: int, connections: int) -> float:
+def _wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
+    """Requests per second and the number of requests of one wrk run."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
         capture_output=True,
@@ -348,10 +351,11 @@ def _wrk(port: int, seconds: int, connections: int) -> float:
         check=True,
         timeout=seconds + 30,
     ).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None or "Non-2xx" in out or "Socket errors" in out:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    if rate is None or count is None or "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk failed:\n{out}")
-    return float(match.group(1))
+    return float(rate.group(1)), int(count.group(1))
 
 
 def load(rounds: int, seconds: int, connections: int) -> dict[str, dict[str, float]]:
@@ -362,35 +366,66 @@ def load(rounds: int, seconds: int, connections: int) -> dict[str, dict[str, flo
     results: dict[str, dict[str, float]] = {}
     for suite, (kind, factories) in suites.items():
         samples: dict[str, list[float]] = {v: [] for v in factories}
-        ratios: list[float] = []
+        cpu: dict[str, list[float]] = {v: [] for v in factories}
+        ratios: dict[str, list[float]] = {v: [] for v in factories if v != "bare"}
         for round_ in range(rounds):
-            # bare and peekapi back to back, in alternating order: each pair sees about the same machine load.
+            # The variants back to back, in alternating order: each round sees about the same machine load.
             order = list(factories.items())
             if round_ % 2:
                 order.reverse()
             for variant, factory in order:
-                samples[variant].append(_serve_and_load(kind, factory, seconds, connections))
-            ratios.append(samples["peekapi"][-1] / samples["bare"][-1])
+                rate, cpu_per_request = _serve_and_load(kind, factory, seconds, connections)
+                samples[variant].append(rate)
+                cpu[variant].append(cpu_per_request)
+            for variant, paired in ratios.items():
+                paired.append(samples[variant][-1] / samples["bare"][-1])
         medians = {v: statistics.median(s) for v, s in samples.items()}
         results[suite] = medians
-        print(f"\n{suite}: requests/s, median of {rounds} runs of {seconds} s, wrk -c{connections}")
+        print(
+            f"\n{suite}: requests/s and server CPU µs/request,"
+            f" medians of {rounds} runs of {seconds} s (wrk -c{connections})"
+        )
+        bare_cpu = statistics.median(cpu["bare"])
         for variant, value in medians.items():
-            print(f"  {variant:<11} {value:10.0f}   runs: {', '.join(f'{x:.0f}' for x in samples[variant])}")
-        change = (statistics.median(ratios) - 1) * 100
-        print(f"  peekapi vs bare, median of the paired runs: {change:+.1f}%")
+            cpu_median = statistics.median(cpu[variant])
+            change = ""
+            if variant != "bare":
+                change = (
+                    f"  {(statistics.median(ratios[variant]) - 1) * 100:+.1f}% req/s (paired),"
+                    f" CPU +{cpu_median - bare_cpu:.1f} µs/request"
+                )
+            runs = ", ".join(f"{x:.0f}" for x in samples[variant])
+            print(f"  {variant:<13} {value:8.0f} req/s {cpu_median:7.1f} µs{change}   runs: {runs}")
     return results
 
 
-def _serve_and_load(kind: str, factory: str, seconds: int, connections: int) -> float:
+def _serve_and_load(kind: str, factory: str, seconds: int, connections: int) -> tuple[float, float]:
+    """Requests per second under wrk, and the server's CPU µs per request (all its processes)."""
     port = _free_port()
     server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
     try:
         _wait_port(port)
         _wrk(port, 2, connections)  # warm up
-        return _wrk(port, seconds, connections)
+        cpu_before = _group_cpu(server.pid)
+        rate, count = _wrk(port, seconds, connections)
+        return rate, (_group_cpu(server.pid) - cpu_before) / count * 1e6
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the processes of process group ``pgid`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after "(comm)": state, ppid, pgrp, ..., utime (11), stime (12)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def main() -> None:
