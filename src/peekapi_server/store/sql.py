@@ -57,6 +57,11 @@ EVENT_COLUMNS = (
 # (project_id, ts, endpoint_id, consumer_id, method, path, status_code, response_time_ms, request_size,
 #  response_size, metadata, bucket): one row of the events table
 EventRow = tuple[Any, ...]
+#: Scratch space of one write transaction (emptied before use; private to the connection).
+_TOTALS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_totals (
+    project_id {big}, ts {big}, bucket INTEGER, n {big}, err4 {big}, err5 {big},
+    lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big}, bytes_out {big}
+)"""
 _SQL_AGGS = (
     "COUNT(*)",
     "SUM(CASE WHEN status_code >= 400 AND status_code < 500 THEN 1 ELSE 0 END)",
@@ -318,27 +323,46 @@ class SqlStore(ReadQueries):
         Aggregation happens inside the database; rows are upserted in key order so concurrent writers
         (PostgreSQL) always lock rollup rows in the same order and cannot deadlock.
         """
-        dims = {
-            "rollups": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code"),
-            "rollup_totals": (),
-            "hist": ("endpoint_id", "COALESCE(consumer_id, 0)", "status_code", "bucket"),
-            "hist_totals": ("bucket",),
-            "rollup_hours": (),
-            "hist_hours": ("bucket",),
-        }
-        for table, keys in dims.items():
-            _, values = TABLES[table]
-            r = max(res, HOUR) if table.endswith("_hours") else res
-            bucket = f"(ts / {r * 1000}) * {r}"
-            aggs = _SQL_AGGS if len(values) > 1 else ("COUNT(*)",)
-            group = ", ".join(("project_id", bucket, *keys))
-            upsert = self._upsert_sql(table)
-            tx.run(
-                f"INSERT INTO {table} ({upsert[upsert.index('(') + 1 : upsert.index(')')]})"
-                f" SELECT project_id, {r}, {bucket}{''.join(', ' + k for k in keys)}, {', '.join(aggs)}"
-                f" FROM {source} GROUP BY {group} ORDER BY {group}" + upsert[upsert.index(" ON CONFLICT") :],
-                params,
+        upserts = {table: self._upsert_sql(table) for table in TABLES}
+
+        def insert(table: str, select: str, params: Sequence[object] = ()) -> None:
+            upsert = upserts[table]
+            columns = upsert[upsert.index("(") + 1 : upsert.index(")")]
+            tx.run(f"INSERT INTO {table} ({columns}) {select}" + upsert[upsert.index(" ON CONFLICT") :], params)
+
+        ts = f"(ts / {res * 1000}) * {res}"
+        aggs = ", ".join(_SQL_AGGS)
+        # per endpoint x consumer x status: one pass over the events each
+        for table, keys in (
+            ("rollups", "endpoint_id, COALESCE(consumer_id, 0), status_code"),
+            ("hist", "endpoint_id, COALESCE(consumer_id, 0), status_code, bucket"),
+        ):
+            group = f"project_id, {ts}, {keys}"
+            figures = aggs if table == "rollups" else "COUNT(*)"
+            select = (
+                f"SELECT project_id, {res}, {ts}, {keys}, {figures} FROM {source} GROUP BY {group} ORDER BY {group}"
             )
+            insert(table, select, params)
+        # the totals: one pass into a small per-connection table of (time, bucket) figures, then four cheap ones
+        tx.run(render(_TOTALS_TABLE, self.dialect))
+        tx.run("DELETE FROM peekapi_totals")
+        group = f"project_id, {ts}, bucket"
+        tx.run(f"INSERT INTO peekapi_totals SELECT {group}, {aggs} FROM {source} GROUP BY {group}", params)
+        sums = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
+        hour = max(res, HOUR)
+        hts = f"(ts / {hour}) * {hour}"
+        insert("hist_totals", f"SELECT project_id, {res}, ts, bucket, n FROM peekapi_totals ORDER BY 1, 3, 4")
+        insert("rollup_totals", f"SELECT project_id, {res}, ts, {sums} FROM peekapi_totals GROUP BY 1, 3 ORDER BY 1, 3")
+        insert(
+            "hist_hours",
+            f"SELECT project_id, {hour}, {hts}, bucket, SUM(n) FROM peekapi_totals"
+            f" GROUP BY project_id, {hts}, bucket ORDER BY project_id, {hts}, bucket",
+        )
+        insert(
+            "rollup_hours",
+            f"SELECT project_id, {hour}, {hts}, {sums} FROM peekapi_totals"
+            f" GROUP BY project_id, {hts} ORDER BY project_id, {hts}",
+        )
 
     # -- retention and compaction ------------------------------------------------------------------
     def maintain(
