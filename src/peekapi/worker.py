@@ -394,7 +394,11 @@ class Worker:
             self._resend(claim)
         finally:
             self._spool.finish(claim)
-        self._next_recovery = 0.0 if not self._down else time.monotonic() + RECOVERY_INTERVAL
+        if self._down:  # the next probe: backing off like retries do, at most RECOVERY_INTERVAL away
+            probe = min(backoff_delay(min(self._failures, 8), self._base_delay()), RECOVERY_INTERVAL)
+            self._next_recovery = time.monotonic() + probe
+        else:
+            self._next_recovery = 0.0
 
     def _resend(self, claim: Claim) -> None:
         for batch in claim.batches:
