@@ -12,7 +12,7 @@ import json
 import math
 import re
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .normalize import normalize_path
 
@@ -22,6 +22,7 @@ MAX_ROUTE = 2048
 MAX_CONSUMER = 256
 MAX_METADATA_BYTES = 65_536
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_INF = math.inf
 _MILLISECOND = timedelta(milliseconds=1)
 
 _TIMESTAMP = re.compile(
@@ -111,6 +112,8 @@ def _regex_timestamp(value: str) -> int | None:
 
 def _int_field(value: object, default: int | None) -> int | None:
     """A non-negative integer from an int or an integral float; ``default`` for null/missing."""
+    if type(value) is int:  # the common case first
+        return value if value >= 0 else None
     if value is None:
         return default
     if isinstance(value, bool):
@@ -135,8 +138,12 @@ def parse_event(raw: object, now_ms: int, min_ms: int, max_ms: int) -> Event | N
     status = _int_field(raw.get("status_code"), None)
     if status is None or not 100 <= status <= 999:
         return None
-    rt = raw.get("response_time_ms")
-    if isinstance(rt, bool) or not isinstance(rt, (int, float)) or not math.isfinite(rt) or rt < 0:
+    rt: Any = raw.get("response_time_ms")  # narrowed by the exact type checks below
+    kind = type(rt)
+    if kind is float:
+        if not 0 <= rt < _INF:  # also refuses NaN
+            return None
+    elif kind is not int or rt < 0:  # bool is not int here: type() is exact
         return None
     request_size = _int_field(raw.get("request_size"), 0)
     response_size = _int_field(raw.get("response_size"), 0)
@@ -167,18 +174,8 @@ def parse_event(raw: object, now_ms: int, min_ms: int, max_ms: int) -> Event | N
         route = normalize_path(path)
     else:
         return None
-    return Event(
-        ts_ms=ts,
-        method=method.upper(),
-        path=path,
-        route=route,
-        status_code=status,
-        response_time_ms=float(rt),
-        request_size=request_size,
-        response_size=response_size,
-        consumer=consumer,
-        metadata=metadata,
-    )
+    # positional: noticeably cheaper than keywords on this hot path (order as declared in Event)
+    return Event(ts, method.upper(), path, route, status, float(rt), request_size, response_size, consumer, metadata)
 
 
 def parse_batch(body: object, now_ms: int, max_age_ms: int, max_skew_ms: int) -> ParseResult | None:
