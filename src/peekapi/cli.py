@@ -49,7 +49,15 @@ def _open_store(database: str | None) -> Store:
         store: Store = store_mod.open_store(url)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    except Exception as exc:  # unreachable server, bad credentials, unwritable file, newer schema, ...
+        raise CliError(f"cannot open the database {_redact(url)}: {exc}") from None
     return store
+
+
+def _redact(url: str) -> str:
+    """The URL without its credentials (``user:password@``), for messages."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.split('@', 1)[1]}" if sep and "@" in rest else url
 
 
 def _serve(args: argparse.Namespace) -> int:

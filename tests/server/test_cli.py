@@ -115,6 +115,12 @@ def test_unsupported_database_urls_are_reported(tmp_path: Path) -> None:
     assert r.returncode == 2 and "unsupported database URL" in r.stderr
 
 
+def test_an_unreachable_database_is_reported_without_its_password(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    r = run("project", "list", "--database", f"sqlite:///{tmp_path / 'file' / 'sub.db'}")
+    assert r.returncode == 2 and "cannot open the database" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_missing_server_extra_names_the_install_command() -> None:
     code = "import sys; sys.modules['starlette'] = None; from peekapi.cli import main; sys.exit(main(['serve']))"
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)

@@ -63,6 +63,8 @@ class PostgresStore(SqlStore):
     def __init__(self, url: str, pool_size: int = 8) -> None:
         super().__init__()
         self.url = url
+        # one plain connection first: an unreachable server or bad credentials fail now, with psycopg's message
+        psycopg.connect(url, connect_timeout=10).close()
         self._pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": False}
         )
