@@ -83,12 +83,19 @@ class Collector:
         self._thread.join(10)
 
 
-def start_collector(db_url: str, **config: Any) -> Collector:
-    """Runs ``create_app`` under uvicorn in a thread on a free loopback port and waits until it answers."""
+def start_collector(db_url: str, like: Collector | None = None, **config: Any) -> Collector:
+    """Runs ``create_app`` under uvicorn in a thread on a free loopback port and waits until it answers.
+
+    A new project with a key and a token is created, unless ``like`` (another collector on the same
+    database) is given, whose project, key and token are then shared.
+    """
     store = open_store(db_url)
-    project = store.create_project(f"proj-{uuid.uuid4().hex[:10]}")
-    _, key = store.create_credential(project.name, "ingest")
-    _, token = store.create_credential(project.name, "read")
+    if like is None:
+        project = store.create_project(f"proj-{uuid.uuid4().hex[:10]}")
+        _, key = store.create_credential(project.name, "ingest")
+        _, token = store.create_credential(project.name, "read")
+    else:
+        project, key, token = like.project, like.key, like.token
     config.setdefault("auth_cache_seconds", 0.0)
     config.setdefault("maintenance_interval_seconds", 0.0)
     app = create_app(ServerConfig(database_url=db_url, **config))
