@@ -72,25 +72,33 @@ class Doorbell:
                 sock.close()
 
 
+#: The key under which a tracked dict carries its tracking time while it waits in the buffer.
+TRACKED_AT = "\x00peekapi.tracked_at"
+
+#: What the buffer holds: a dict event (a copy the client owns) carrying ``TRACKED_AT``, or for any other
+#: object an ``(event, tracked_at)`` pair. A dict of plain values is not tracked by the garbage collector, so
+#: a deep buffer of them costs the collector (and so the request threads) nothing.
+Entry = dict[str, object] | tuple[object, float]
+
+
+def unpack(entry: Entry) -> tuple[object, float]:
+    """The event and the epoch time it was tracked at, from a buffer entry (removing the time key)."""
+    if type(entry) is dict:
+        return entry, entry.pop(TRACKED_AT)  # type: ignore[return-value]
+    return entry  # type: ignore[return-value]
+
+
 class EventBuffer:
-    """Bounded FIFO of ``(event, tracked_at)`` pairs with a lock-free ``offer``.
+    """Bounded FIFO of tracked events (see ``Entry``) with a lock-free ``offer``.
 
     ``capacity`` bounds the events held in memory, together with ``held_elsewhere`` (events the worker holds
     in batches not yet sent), which the worker keeps current.
     """
 
-    __slots__ = (
-        "_items",
-        "batch_size",
-        "capacity",
-        "dropped_full",
-        "held_elsewhere",
-        "taken",
-        "wake_pending",
-    )
+    __slots__ = ("_items", "batch_size", "capacity", "dropped_full", "held_elsewhere", "taken", "wake_pending")
 
     def __init__(self, capacity: int, batch_size: int) -> None:
-        self._items: collections.deque[tuple[object, float]] = collections.deque()
+        self._items: collections.deque[Entry] = collections.deque()
         self.capacity = capacity
         self.batch_size = batch_size
         self.held_elsewhere = 0
@@ -98,8 +106,8 @@ class EventBuffer:
         self.wake_pending = False
         self.dropped_full = Counter()
 
-    def offer(self, event: object, now: float) -> bool:
-        """Append ``event``; return True when the worker should be woken (a full batch is waiting).
+    def offer(self, entry: Entry) -> bool:
+        """Append ``entry``; return True when the worker should be woken (a full batch is waiting).
 
         Returns True once per wake-up: the worker clears ``wake_pending`` when it wakes. When memory is full
         the event is not kept and ``dropped_full`` is bumped. O(1), lock-free, never raises.
@@ -108,7 +116,7 @@ class EventBuffer:
         if len(items) + self.held_elsewhere >= self.capacity:
             self.dropped_full.bump()
         else:
-            items.append((event, now))
+            items.append(entry)
             if len(items) < self.batch_size:
                 return False
         if self.wake_pending:
@@ -117,10 +125,10 @@ class EventBuffer:
         return True
 
     def take(self, limit: int) -> list[tuple[object, float]]:
-        """Remove and return up to ``limit`` of the oldest events. Called by one worker thread only."""
+        """Remove up to ``limit`` of the oldest events; return them with their tracking times. One thread only."""
         items = self._items
         count = min(limit, len(items))
-        taken = [items.popleft() for _ in range(count)]
+        taken = [unpack(items.popleft()) for _ in range(count)]
         self.taken += count
         return taken
 

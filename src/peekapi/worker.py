@@ -80,7 +80,8 @@ class Worker:
         self._markers: collections.deque[tuple[threading.Event, int]] = collections.deque()
         self._drain_to = 0  # take partial batches until this many events were taken in all
         self._blocked = False
-        self._spill_mark = max(settings.max_buffer_size - 2 * settings.batch_size, self._outbox_cap)
+        # Memory this full (3/4) makes the batcher spill down to half: headroom for bursts between its polls.
+        self._spill_mark = max(settings.max_buffer_size * 3 // 4, self._outbox_cap + settings.batch_size)
         self._hurry = False
         self._closing = False
         self._deadline = float("inf")
@@ -196,8 +197,8 @@ class Worker:
             wait = min(due, self._deadline) - now
             if self._closing or self._flush_requests:
                 pass
-            elif blocked:  # the sender rings when it has room again
-                self._batcher_bell.wait(min(max(wait, 0.01), 1.0))
+            elif blocked:  # the sender rings when it has room; meanwhile watch memory, to spill before it is full
+                self._batcher_bell.wait(min(max(wait, 0.001), POLL_INTERVAL))
             elif now < busy_until:
                 # Traffic is flowing: poll, so that track() need not ring the bell (a system call that releases
                 # the GIL, on the request path).
@@ -253,27 +254,48 @@ class Worker:
             elif self.in_flight + count <= self._outbox_cap:
                 spill = False
             elif len(buffer) + self.in_flight >= self._spill_mark:
-                spill = True  # memory is nearly full: overflow to disk rather than drop in track()
+                self._spill(len(buffer) + self.in_flight - self._outbox_cap)
+                continue
             else:
                 return True
             buffer.held_elsewhere = self.in_flight + count  # still in memory while being encoded
-            batches = build_batches(
-                buffer.take(size),
-                max_count=size,
-                max_bytes=self._settings.max_batch_bytes,
-                max_event_bytes=self._settings.max_event_bytes,
-                on_drop=self._stats.drop,
-            )
+            batches = self._encode(buffer.take(size))
             if spill:
                 self._to_spool(batches)
                 buffer.held_elsewhere = self.in_flight
-                self._next_recovery = 0.0  # the sender sends them back out once it has caught up
                 continue
             for batch in batches:
                 self._put_events += batch.count
                 self._outbox.append(batch)
             buffer.held_elsewhere = self.in_flight
         return False
+
+    def _spill(self, events: int) -> None:
+        """Memory is nearly full (the sender is behind): move about ``events`` of the oldest to the spool.
+
+        In one file, and enough to fall well below the mark, so an overload writes few, large files rather than
+        one per batch; overflowing to disk is what keeps ``track()`` from dropping events.
+        """
+        buffer = self._buffer
+        size = self._settings.batch_size
+        batches: list[Batch] = []
+        while events > 0 and len(buffer):
+            buffer.held_elsewhere = self.in_flight + min(size, len(buffer))
+            taken = buffer.take(size)
+            events -= len(taken)
+            batches += self._encode(taken)
+        self._to_spool(batches)
+        buffer.held_elsewhere = self.in_flight
+        self._next_recovery = 0.0  # the sender sends them back out once it has caught up
+
+    def _encode(self, items: list[tuple[object, float]]) -> list[Batch]:
+        return build_batches(
+            items,
+            max_count=self._settings.batch_size,
+            max_bytes=self._settings.max_batch_bytes,
+            max_event_bytes=self._settings.max_event_bytes,
+            on_drop=self._stats.drop,
+        )
 
     def _report_full(self) -> None:
         full = self._buffer.dropped_full.value

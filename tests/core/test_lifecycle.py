@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from peekapi import PeekApiClient
@@ -150,3 +151,25 @@ def test_stats_snapshot_shape(ingest: IngestServer, options: dict[str, Any]) -> 
     assert stats["queue_depth"] == 0 and stats["in_flight"] == 0
     assert set(stats["dropped"]) >= {"invalid", "too_large", "buffer_full", "rejected", "spool_full"}
     client.shutdown(1)
+
+
+def test_a_slow_collector_makes_memory_overflow_to_the_spool_not_drop(
+    ingest: IngestServer, options: dict[str, Any]
+) -> None:
+    ingest.default(Answer(200, delay=0.05))  # healthy, but 20 batches/s at most
+    client = PeekApiClient({**options, "batch_size": 10, "max_buffer_size": 1000, "flush_interval": 60})
+    for i in range(3000):
+        client.track(event(i))
+        if i % 10 == 0:
+            time.sleep(0.001)
+    assert eventually(lambda: client.stats()["spooled"] > 0)
+    assert client.stats()["dropped_total"] == 0
+    # Files are written in bulk, not one per batch.
+    files = list(Path(options["storage_path"]).glob("*.jsonl"))
+    assert 0 < len(files) < client.stats()["spooled"] / 10
+    ingest.default(200)
+    assert client.flush(20)
+    assert len(ingest.wait_for(3000, timeout=20)) == 3000
+    assert eventually(lambda: client.stats()["sent"] == 3000)
+    assert len(ingest.all_accepted_events()) == 3000
+    client.shutdown(2)

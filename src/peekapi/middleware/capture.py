@@ -125,7 +125,7 @@ class Capture:
     def __init__(self, client: PeekApiClient) -> None:
         settings = client.settings
         self.client = client
-        self._track = client.track
+        self._track = client._track_owned  # each event is a fresh dict: no copy needed
         self.identify = settings.identify_consumer
         self.query_string = settings.collect_query_string
         self._paths = settings.exclude_paths
