@@ -261,6 +261,15 @@ def test_compaction_keeps_figures_and_retention_removes_old_data(store: Store) -
     assert store.write_batches([Batch(p.id, "mid", mid[:1])]).batches_stored == 1
 
 
+def test_retention_deletes_in_chunks(store: Store) -> None:
+    p = store.create_project(f"chunks-{uuid.uuid4().hex[:8]}", raw_retention_days=1)
+    old = make_events(250, 14, ts=int(time.time()) - 5 * DAY, spread=DAY)
+    store.write_batches([Batch(p.id, None, old)])
+    # several chunks, the last one partial
+    assert store.maintain(int(time.time()), delete_chunk=100).events_deleted >= 250
+    assert store.count_events(p.id) == 0
+
+
 def test_compaction_preserves_percentiles(store: Store, project: Project) -> None:
     events = make_events(1000, 13, ts=NOW - 10 * DAY, spread=DAY)
     store.write_batches([Batch(project.id, None, events)])

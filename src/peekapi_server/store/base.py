@@ -153,8 +153,11 @@ class Store(abc.ABC):
         compact_minutes_after: int = DAY,
         compact_hours_after: int = 7 * DAY,
         batch_id_retention: int = 14 * DAY,
+        delete_chunk: int = 20_000,
     ) -> MaintenanceResult:
         """Applies retention (raw events, rollups, batch ids) and compacts aged rollups, for every project.
+
+        Raw events are deleted ``delete_chunk`` rows per transaction, so writers wait only briefly.
 
         Minute rollups older than ``compact_minutes_after`` seconds become hourly ones, hourly ones older than
         ``compact_hours_after`` daily ones; figures and histograms are preserved exactly by the move.

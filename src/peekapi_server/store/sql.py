@@ -371,16 +371,25 @@ class SqlStore(ReadQueries):
         compact_minutes_after: int = DAY,
         compact_hours_after: int = 7 * DAY,
         batch_id_retention: int = 14 * DAY,
+        delete_chunk: int = 20_000,
     ) -> MaintenanceResult:
         events_deleted = compacted = rollups_deleted = 0
         for project in self.list_projects():
+            # raw events go in chunks, each its own transaction, so the writer is never held up for long
+            cutoff_ms = (now - project.raw_retention_days * DAY) * 1000
+            while True:
+                with self._tx(True) as tx:
+                    deleted = tx.run(
+                        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE project_id = ? AND ts < ?"
+                        f" LIMIT {int(delete_chunk)})",
+                        (project.id, cutoff_ms),
+                    )
+                events_deleted += deleted
+                if deleted < delete_chunk:
+                    break
             with self._tx(True) as tx:
                 if not self._lock(tx, f"maintain:{project.id}", False):
                     continue
-                events_deleted += tx.run(
-                    "DELETE FROM events WHERE project_id = ? AND ts < ?",
-                    ((project.id), (now - project.raw_retention_days * DAY) * 1000),
-                )
                 hour_cut = (now - compact_minutes_after) // HOUR * HOUR
                 day_cut = (now - compact_hours_after) // DAY * DAY
                 for table in TABLES:
