@@ -43,23 +43,7 @@ from typing import Any
 OLD_DIR = Path(os.environ.get("PEEKAPI010_DIR", "/tmp/peekapi010"))
 HERE = Path(__file__).resolve().parent
 
-SINK = r"""
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-    def log_message(self, *a):
-        pass
-s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-"""
+SINK = HERE / "_sink.py"  # the delivery benchmark's keep-alive sink, in its own process
 
 
 # -- the apps ---------------------------------------------------------------------------------------------
@@ -439,7 +423,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     args = parser.parse_args()
-    sink = subprocess.Popen([sys.executable, "-c", SINK], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen([sys.executable, str(SINK)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None
         os.environ["BENCH_SINK"] = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/events"
@@ -449,6 +433,8 @@ def main() -> None:
         if args.what in ("load", "all"):
             load(args.rounds or 3, args.seconds, args.connections)
     finally:
+        if sink.stdin is not None:
+            sink.stdin.close()  # the sink serves until its stdin closes
         sink.terminate()
         sink.wait()
 
