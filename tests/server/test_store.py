@@ -175,6 +175,18 @@ def test_filters_match_raw_events(store: Store, project: Project) -> None:
         p95 = exact_q([e.response_time_ms for e in chosen], 0.95)
         assert abs(totals["p95_ms"] - p95) / p95 < 0.03, filters
         assert len(store.recent_events(project.id, window(limit=1000, **filters))) == min(len(chosen), 1000)
+    # an endpoint's hourly series reads the per-endpoint rollups, its minute series the per-dimension ones
+    for filters in ({"endpoint": "/orders"}, {"method": "GET"}):
+        hourly = store.overview(project.id, window(**filters))["totals"]
+        minutely = store.overview(project.id, ReadQuery(start=NOW - 2 * DAY, end=NOW + 60, interval=60, **filters))
+        assert minutely["totals"].pop("latency_avg_ms") == pytest.approx(hourly.pop("latency_avg_ms"))
+        assert minutely["totals"] == hourly
+    short = ReadQuery(start=NOW - 2 * 3600, end=NOW + 60)  # under a day: the per-dimension rows
+    fine = {(r["method"], r["route"], r["requests"], r["p95_ms"]) for r in store.endpoints_table(project.id, short)}
+    coarse = {
+        (r["method"], r["route"], r["requests"], r["p95_ms"]) for r in store.endpoints_table(project.id, window())
+    }
+    assert fine == coarse and len(fine) == 8
     assert store.overview(project.id, window(endpoint="/nope"))["totals"]["requests"] == 0
     assert store.overview(project.id, window(consumer="nobody"))["totals"]["requests"] == 0
 

@@ -150,6 +150,37 @@ MIGRATIONS: list[list[str]] = [
             FROM hist_totals GROUP BY project_id, CASE WHEN res = 60 THEN 3600 ELSE res END,
             CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END, bucket""",
     ],
+    # version 3: per-endpoint figures at hour resolution and coarser, keyed endpoint first, so an endpoint's
+    # series and the endpoints table read a small slice instead of every per-dimension row
+    [
+        """CREATE TABLE rollup_endpoints (
+            project_id {big} NOT NULL,
+            res INTEGER NOT NULL,
+            ts {big} NOT NULL,
+            endpoint_id {big} NOT NULL,"""
+        + _ROLLUP_COLS
+        + """,
+            PRIMARY KEY (project_id, endpoint_id, res, ts)
+        ){without_rowid}""",
+        """CREATE TABLE hist_endpoints (
+            project_id {big} NOT NULL,
+            res INTEGER NOT NULL,
+            ts {big} NOT NULL,
+            endpoint_id {big} NOT NULL,
+            bucket INTEGER NOT NULL,
+            n {big} NOT NULL,
+            PRIMARY KEY (project_id, endpoint_id, res, ts, bucket)
+        ){without_rowid}""",
+        """INSERT INTO rollup_endpoints SELECT project_id, CASE WHEN res = 60 THEN 3600 ELSE res END AS r,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END AS t, endpoint_id, SUM(n), SUM(err4), SUM(err5),
+            SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)
+            FROM rollups GROUP BY project_id, CASE WHEN res = 60 THEN 3600 ELSE res END,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END, endpoint_id""",
+        """INSERT INTO hist_endpoints SELECT project_id, CASE WHEN res = 60 THEN 3600 ELSE res END AS r,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END AS t, endpoint_id, bucket, SUM(n)
+            FROM hist GROUP BY project_id, CASE WHEN res = 60 THEN 3600 ELSE res END,
+            CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END, endpoint_id, bucket""",
+    ],
 ]
 
 _TYPES: dict[Dialect, dict[str, str]] = {

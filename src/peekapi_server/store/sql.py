@@ -48,6 +48,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hist_totals": (("bucket",), ("n",)),
     "rollup_hours": ((), _ROLLUP_VALUES),
     "hist_hours": (("bucket",), ("n",)),
+    "rollup_endpoints": (("endpoint_id",), _ROLLUP_VALUES),
+    "hist_endpoints": (("endpoint_id", "bucket"), ("n",)),
 }
 
 EVENT_COLUMNS = (
@@ -60,6 +62,10 @@ EventRow = tuple[Any, ...]
 #: Scratch space of one write transaction (emptied before use; private to the connection).
 _TOTALS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_totals (
     project_id {big}, ts {big}, bucket INTEGER, n {big}, err4 {big}, err5 {big},
+    lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big}, bytes_out {big}
+)"""
+_ENDPOINTS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_endpoints (
+    project_id {big}, ts {big}, endpoint_id {big}, bucket INTEGER, n {big}, err4 {big}, err5 {big},
     lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big}, bytes_out {big}
 )"""
 _SQL_AGGS = (
@@ -362,6 +368,20 @@ class SqlStore(ReadQueries):
             "rollup_hours",
             f"SELECT project_id, {hour}, {hts}, {sums} FROM peekapi_totals"
             f" GROUP BY project_id, {hts} ORDER BY project_id, {hts}",
+        )
+        # per endpoint at hour resolution: the same two steps
+        tx.run(render(_ENDPOINTS_TABLE, self.dialect))
+        tx.run("DELETE FROM peekapi_endpoints")
+        group = f"project_id, (ts / {hour * 1000}) * {hour}, endpoint_id, bucket"
+        tx.run(f"INSERT INTO peekapi_endpoints SELECT {group}, {aggs} FROM {source} GROUP BY {group}", params)
+        insert(
+            "hist_endpoints",
+            f"SELECT project_id, {hour}, ts, endpoint_id, bucket, n FROM peekapi_endpoints ORDER BY 1, 4, 3, 5",
+        )
+        insert(
+            "rollup_endpoints",
+            f"SELECT project_id, {hour}, ts, endpoint_id, {sums} FROM peekapi_endpoints"
+            " GROUP BY project_id, endpoint_id, ts ORDER BY project_id, endpoint_id, ts",
         )
 
     # -- retention and compaction ------------------------------------------------------------------
