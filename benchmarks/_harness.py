@@ -241,6 +241,23 @@ def warn_if_loaded() -> None:
         print(f"note: 1-minute load average is {load:.2f} on {cores} cores; figures will be noisy", flush=True)
 
 
+def run_record(
+    benchmark: str, command: str, started: float, loads: Sequence[float], names: dict[str, str]
+) -> dict[str, Any]:
+    """The head every results file starts with: what ran, when, for how long, on what, under which load."""
+    return {
+        "benchmark": benchmark,
+        "command": command,
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "machine": machine(),
+        "load_average_1min_per_round": [round(x, 2) for x in loads],
+        "load_average_at_end": [round(x, 2) for x in load_average()],
+        "implementations": names,
+        "event": EVENT,
+    }
+
+
 def write_results(name: str, results: dict[str, Any]) -> Path:
     """Write ``results`` as ``benchmarks/results/<name>.json`` and return the path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

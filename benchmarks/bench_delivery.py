@@ -39,6 +39,7 @@ from _harness import (
     load_peekapi010,
     machine,
     print_table,
+    run_record,
     summarise,
     temp_storage,
     thread_cpu_seconds,
@@ -192,15 +193,13 @@ def main() -> None:
             print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(line), flush=True)
 
     results: dict[str, Any] = {
-        "benchmark": "delivery throughput to a loopback sink, events per second",
-        "command": "python benchmarks/bench_delivery.py",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "machine": info,
-        "load_average_1min_per_round": [round(x, 2) for x in loads],
-        "load_average_at_end": [round(x, 2) for x in load_average()],
-        "implementations": names,
-        "event": EVENT,
+        **run_record(
+            "delivery throughput to a loopback sink, events per second",
+            "python benchmarks/bench_delivery.py",
+            started,
+            loads,
+            names,
+        ),
         "config": {
             "rounds": args.rounds,
             "events": args.events,

@@ -43,6 +43,7 @@ from _harness import (
     load_peekapi010,
     machine,
     print_table,
+    run_record,
     summarise,
     temp_storage,
     warn_if_loaded,
@@ -221,15 +222,7 @@ def main() -> None:
         raise RuntimeError(f"peekapi (new) did not deliver everything it tracked: {new_stats}")
 
     results: dict[str, Any] = {
-        "benchmark": "track() cost, ns per call",
-        "command": "python benchmarks/bench_track.py",
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "machine": info,
-        "load_average_1min_per_round": [round(x, 2) for x in loads],
-        "load_average_at_end": [round(x, 2) for x in load_average()],
-        "implementations": names,
-        "event": EVENT,
+        **run_record("track() cost, ns per call", "python benchmarks/bench_track.py", started, loads, names),
         "config": {
             "rounds": args.rounds,
             "calls_per_round": args.calls,
