@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -180,6 +181,7 @@ def main() -> None:
         server.terminate()
         server.wait(30)
         store.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the temporary SQLite database, when one was made
 
 
 if __name__ == "__main__":

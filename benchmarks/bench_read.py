@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -118,7 +119,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000, help="events to store (10,000,000)")
     parser.add_argument("--repeat", type=int, default=21, help="requests per query (21)")
     args = parser.parse_args()
-    url = args.database or f"sqlite:///{tempfile.mkdtemp(prefix='peekapi-bench-')}/read.db"
+    tmp = tempfile.mkdtemp(prefix="peekapi-bench-")
+    url = args.database or f"sqlite:///{tmp}/read.db"
     store = open_store(url)
     assert isinstance(store, SqlStore)
     project = store.create_project(f"read-{uuid.uuid4().hex[:8]}", raw_retention_days=31)
@@ -187,6 +189,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)  # the temporary SQLite database (about 1 GB at 10M events)
 
 
 if __name__ == "__main__":
