@@ -128,10 +128,6 @@ class Spool:
                 continue
         return total
 
-    def pending(self) -> int:
-        """Number of spool files waiting or claimed. Never raises."""
-        return sum(1 for e in self._entries() if not e.name.startswith(_TMP))
-
     def claim(self) -> Claim | None:
         """Take the oldest unclaimed (or abandoned) file for this process, or None if there is none.
 
