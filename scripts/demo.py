@@ -164,7 +164,8 @@ def main() -> int:
         endpoints = read_api(collector_port, token, "/v1/endpoints")
         consumers = read_api(collector_port, token, "/v1/consumers")
         show(overview, endpoints, consumers)
-        print(f"\ndemo: {tracked} requests tracked, {stored} stored by the collector (database: {database})")
+        kept = f" (database kept: {database})" if args.keep else ""
+        print(f"\ndemo: {tracked} requests tracked, {stored} stored by the collector{kept}")
         return 0 if stored == tracked else 1
     finally:
         stop(app)
