@@ -120,12 +120,18 @@ def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
     allow_private = _bool(opts, "allow_private_endpoint")
     endpoint = parse_endpoint(endpoint_url, allow_private=allow_private)
     exclude_paths, prefixes = _exclude_paths(opts.exclude_paths)
+    batch_size = _int(opts, "batch_size", minimum=1)
+    max_buffer_size = _int(opts, "max_buffer_size", minimum=1)
+    if batch_size > max_buffer_size:
+        raise ValueError(
+            f"peekapi: option 'batch_size' ({batch_size}) must not exceed 'max_buffer_size' ({max_buffer_size})"
+        )
     return Settings(
         api_key=api_key,
         endpoint=endpoint,
         flush_interval=_positive_float(opts, "flush_interval"),
-        batch_size=_int(opts, "batch_size", minimum=1),
-        max_buffer_size=_int(opts, "max_buffer_size", minimum=1),
+        batch_size=batch_size,
+        max_buffer_size=max_buffer_size,
         max_storage_bytes=_int(opts, "max_storage_bytes", minimum=0),
         max_event_bytes=_int(opts, "max_event_bytes", minimum=MIN_EVENT_BYTES),
         storage_dir=_storage_dir(opts.storage_path, endpoint.url),

@@ -85,6 +85,11 @@ def test_bad_values_name_the_option(name: str, value: object, message: str) -> N
         PeekApiClient({**BASE, name: value})
 
 
+def test_batch_size_cannot_exceed_the_buffer() -> None:
+    with pytest.raises(ValueError, match=r"'batch_size' \(500\) must not exceed 'max_buffer_size' \(100\)"):
+        resolve_options({"api_key": "k", "batch_size": 500, "max_buffer_size": 100})
+
+
 def test_unknown_options_are_rejected_with_the_known_ones_listed() -> None:
     with pytest.raises(ValueError, match=r"unknown option.*'flush_intervall'.*known options are.*flush_interval"):
         resolve_options({"api_key": "k", "flush_intervall": 5})
