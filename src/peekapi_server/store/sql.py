@@ -279,27 +279,9 @@ class SqlStore(ReadQueries):
     def write_batches(self, batches: Sequence[Batch]) -> WriteResult:
         endpoints: dict[tuple[int, str, str], int] = {}
         consumers: dict[tuple[int, str], int] = {}
-        now = int(time.time())
-        stored = duplicates = 0
-        bucket_of = histogram.bucket_of
         with self._tx(True) as tx:
-            rows: list[EventRow] = []
-            for batch in batches:
-                pid = batch.project_id
-                if batch.batch_id is not None and not tx.rows(
-                    "INSERT INTO batches (project_id, batch_id, received_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT DO NOTHING RETURNING project_id",
-                    (pid, batch.batch_id, now),
-                ):
-                    duplicates += 1
-                    continue
-                stored += 1
-                for e in batch.events:
-                    eid = self._endpoint_id(tx, (pid, e.method, e.route), endpoints)
-                    cid = self._consumer_id(tx, (pid, e.consumer), consumers) if e.consumer is not None else None
-                    rt = e.response_time_ms
-                    row = (pid, e.ts_ms, eid, cid, e.method, e.path, e.status_code, rt, e.request_size)
-                    rows.append((*row, e.response_size, e.metadata, bucket_of(rt)))
+            fresh = self._claim_batches(tx, batches, int(time.time()))
+            rows = self._event_rows(tx, fresh, endpoints, consumers)
             if rows:
                 self._store_events(tx, rows)
         with self._cache_lock:
@@ -307,7 +289,52 @@ class SqlStore(ReadQueries):
             if len(self._consumer_ids) > _MAX_CACHED_CONSUMERS:
                 self._consumer_ids.clear()
             self._consumer_ids.update(consumers)
-        return WriteResult(stored, duplicates, len(rows))
+        return WriteResult(len(fresh), len(batches) - len(fresh), len(rows))
+
+    def _claim_batches(self, tx: Tx, batches: Sequence[Batch], now: int) -> list[Batch]:
+        """Records the batch ids of ``batches`` and returns the batches to store: those without an id, and those
+        whose id was neither stored before nor seen earlier in ``batches``. Runs in the writing transaction."""
+        fresh = []
+        for batch in batches:
+            if batch.batch_id is None or tx.rows(
+                "INSERT INTO batches (project_id, batch_id, received_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING RETURNING project_id",
+                (batch.project_id, batch.batch_id, now),
+            ):
+                fresh.append(batch)
+        return fresh
+
+    def _event_rows(
+        self,
+        tx: Tx,
+        batches: Sequence[Batch],
+        endpoints: dict[tuple[int, str, str], int],
+        consumers: dict[tuple[int, str], int],
+    ) -> list[EventRow]:
+        """One events-table row per event of ``batches``; new endpoint and consumer ids go into the two dicts.
+
+        The writer's per-event Python work (it holds the GIL the ingest endpoint needs): known ids come from
+        the caches with one dict lookup, everything else is done once per new endpoint or consumer.
+        """
+        known_endpoints = self._endpoint_ids
+        known_consumers = self._consumer_ids
+        bucket_of = histogram.bucket_of
+        rows: list[EventRow] = []
+        append = rows.append
+        for batch in batches:
+            pid = batch.project_id
+            for ts, method, path, route, status, rt, request_size, response_size, consumer, metadata in batch.events:
+                key = (pid, method, route)
+                eid = known_endpoints.get(key) or endpoints.get(key) or self._endpoint_id(tx, key, endpoints)
+                if consumer is None:
+                    cid = None
+                else:
+                    ckey = (pid, consumer)
+                    cid = known_consumers.get(ckey) or consumers.get(ckey) or self._consumer_id(tx, ckey, consumers)
+                append(
+                    (pid, ts, eid, cid, method, path, status, rt, request_size, response_size, metadata, bucket_of(rt))
+                )
+        return rows
 
     def _store_events(self, tx: Tx, rows: list[EventRow]) -> None:
         """Inserts event rows and adds them to the minute rollups. Engines override this with a faster path."""
