@@ -18,11 +18,12 @@ import sys
 import threading
 import weakref
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 logger = logging.getLogger("peekapi")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+Handler = Any  # what signal.getsignal returns: a callable, SIG_DFL, SIG_IGN or None
 
 
 class Managed(Protocol):
@@ -34,6 +35,8 @@ class Managed(Protocol):
 
 
 _clients: weakref.WeakSet[Managed] = weakref.WeakSet()
+_refs: dict[int, weakref.ref[Managed]] = {}  # client id -> the weak reference its signal handlers hold
+_installed_handlers: dict[int, list[tuple[int, Handler, Handler]]] = {}  # id(ref) -> (signal, ours, previous)
 _installed = False
 _exit_timeout = 2.0
 
@@ -54,13 +57,20 @@ def register(client: Managed, exit_timeout: float, signals: bool) -> None:
             os.register_at_fork(after_in_child=_after_fork_in_child)
     if signals and threading.current_thread() is threading.main_thread():
         ref = weakref.ref(client)
+        _refs[id(client)] = ref
         for signum in SIGNALS:
             _chain(signum, ref, exit_timeout)
 
 
 def unregister(client: Managed) -> None:
-    """Forget ``client`` (after its shutdown). Its signal handlers stay installed but only chain onwards."""
+    """Forget ``client`` (after its shutdown), and uninstall its signal handlers where they are still on top.
+
+    A handler that another one was installed over stays, and only chains onwards.
+    """
     _clients.discard(client)
+    ref = _refs.pop(id(client), None)
+    if ref is not None and threading.current_thread() is threading.main_thread():
+        _restore(id(ref))
 
 
 def _at_exit(timeout: float) -> None:
@@ -127,3 +137,18 @@ def _chain(signum: int, ref: weakref.ref[Managed], timeout: float) -> None:
         signal.signal(signum, handler)
     except (ValueError, OSError) as exc:
         logger.debug("peekapi: could not install a handler for signal %d: %s", signum, exc)
+        return
+    _installed_handlers.setdefault(id(ref), []).append((signum, handler, previous))
+
+
+def _restore(ref_id: int) -> None:
+    """Put back the handlers a stopped client replaced, where ours is still the one installed (main thread).
+
+    So that an app creating many clients one after another does not grow a chain of handlers.
+    """
+    for signum, handler, previous in reversed(_installed_handlers.pop(ref_id, [])):
+        try:
+            if signal.getsignal(signum) is handler:
+                signal.signal(signum, previous)
+        except (ValueError, OSError, TypeError):
+            continue  # not the main thread, or a previous handler installed from C (None)

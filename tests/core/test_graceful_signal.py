@@ -54,3 +54,17 @@ def test_sigterm_under_a_graceful_server_records_requests_in_flight(ingest: Inge
     paths = sorted(e["path"] for e in ingest.events())
     assert paths == sorted([f"/before/{i}" for i in range(20)] + [f"/in-flight/{i}" for i in range(5)])
     assert len(ingest.all_accepted_events()) == 25
+
+
+def test_stopped_clients_put_the_previous_handlers_back(ingest: IngestServer, tmp_path: Path) -> None:
+    original = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    from peekapi import PeekApiClient
+
+    for _ in range(3):
+        client = PeekApiClient(
+            {"api_key": "k", "endpoint": ingest.url, "storage_path": str(tmp_path), "handle_signals": True}
+        )
+        assert signal.getsignal(signal.SIGTERM) is not original[0]
+        client.shutdown(1)
+        # Many clients one after another must not grow a chain of handlers.
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == original
