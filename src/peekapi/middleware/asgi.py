@@ -165,16 +165,19 @@ class _Exchange:
             path = self.path
             if capture.query_string:
                 path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
-            capture.emit(
-                scope["method"],
-                path,
-                middleware._routes.template(scope),
-                self.status or 500,
-                (end - self.start) * 1000.0,
-                self.received if request_size is None else request_size,
-                self.sent,
-                consumer_id,
-            )
+            event: dict[str, object] = {
+                "method": scope["method"],
+                "path": path,
+                "status_code": self.status or 500,
+                "response_time_ms": (end - self.start) * 1000.0,
+                "request_size": self.received if request_size is None else request_size,
+                "response_size": self.sent,
+                "consumer_id": consumer_id,
+            }
+            route = middleware._routes.template(scope)
+            if route is not None:
+                event["route"] = route
+            capture.track(event)
         except Exception:  # never into the app
             logger.exception("peekapi: could not record an ASGI request")
 

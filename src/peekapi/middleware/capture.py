@@ -115,17 +115,18 @@ class Capture:
         "_methods",
         "_paths",
         "_prefixes",
-        "_track",
         "client",
         "filters",
         "identify",
         "query_string",
+        "track",
     )
 
     def __init__(self, client: PeekApiClient) -> None:
         settings = client.settings
         self.client = client
-        self._track = client._track_owned  # each event is a fresh dict: no copy needed
+        #: Hands over a fresh event dict (never touched again by the caller): ``track()`` without its copy.
+        self.track = client._track_owned
         self.identify = settings.identify_consumer
         self.query_string = settings.collect_query_string
         self._paths = settings.exclude_paths
@@ -198,4 +199,4 @@ class Capture:
         }
         if route is not None:
             event["route"] = route
-        self._track(event)
+        self.track(event)
