@@ -17,6 +17,7 @@ import pytest
 from peekapi_server.events import Event
 from peekapi_server.store import Batch, Project, ReadQuery, Store, StoreError
 from peekapi_server.store.base import DAY, HOUR
+from peekapi_server.store.sql import TABLES
 
 NOW = int(time.time())
 
@@ -293,3 +294,47 @@ def test_compaction_preserves_percentiles(store: Store, project: Project) -> Non
     assert after == before
     rows = list(store.iter_rows("SELECT DISTINCT res FROM rollups WHERE project_id = ?", (project.id,)))  # type: ignore[attr-defined]
     assert [int(r[0]) for r in rows] == [DAY]
+
+
+def test_one_large_write_keeps_every_rollup_table_equal_to_the_raw_events(store: Store, project: Project) -> None:
+    """Many batches in one call (as the writer groups them), with ids already stored, repeated within the call
+    and not ASCII, and events crowded into a few minutes so rollup keys repeat inside one transaction."""
+    events = make_events(4000, 11, ts=NOW - 300, spread=240)
+    store.write_batches([Batch(project.id, "früh-0", events[:5])])
+    batches = [Batch(project.id, f"früh-{i}", events[i * 5 : i * 5 + 5]) for i in range(700)]
+    batches += [Batch(project.id, "früh-3", events[15:20]), Batch(project.id, None, events[3500:])]
+    result = store.write_batches(batches)
+    assert result == (700, 2, 699 * 5 + 500)
+    assert store.count_events(project.id) == 4000
+    e_in = "SELECT {cols} FROM events WHERE project_id = ? GROUP BY {cols}"
+    for table, (keys, values) in TABLES.items():
+        res = HOUR if table.endswith(("_hours", "_endpoints")) else 60
+        key_sql = {
+            "endpoint_id": "endpoint_id",
+            "consumer_id": "COALESCE(consumer_id, 0)",
+            "status_code": "status_code",
+            "bucket": "bucket",
+        }
+        group = ", ".join([f"(ts / {res * 1000}) * {res}", *(key_sql[k] for k in keys)])
+        if values == ("n",):
+            figures = "COUNT(*)"
+        else:
+            figures = (
+                "COUNT(*), SUM(CASE WHEN status_code >= 400 AND status_code < 500 THEN 1 ELSE 0 END),"
+                " SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END), SUM(response_time_ms), MIN(response_time_ms),"
+                " MAX(response_time_ms), SUM(request_size), SUM(response_size)"
+            )
+        expected = {
+            tuple(r[: len(keys) + 1]): r[len(keys) + 1 :]
+            for r in store.iter_rows(e_in.format(cols=group).replace("FROM", f", {figures} FROM", 1), (project.id,))
+        }
+        stored = {
+            tuple(r[: len(keys) + 1]): r[len(keys) + 1 :]
+            for r in store.iter_rows(
+                f"SELECT {', '.join(('ts', *keys, *values))} FROM {table} WHERE project_id = ? AND res = ?",
+                (project.id, res),
+            )
+        }
+        assert stored.keys() == expected.keys(), table
+        for key, figs in stored.items():
+            assert [float(x) for x in figs] == pytest.approx([float(x) for x in expected[key]]), (table, key)
