@@ -81,34 +81,27 @@ class PeekApiClient:
         The event is validated and encoded later, in the background: a malformed one is dropped alone (and
         counted). Events tracked after ``shutdown()`` are dropped and counted as ``closed``.
         """
-        try:
-            if self._closed:
-                self._closed_drops.bump()
-                return
-            entry: Entry
-            if type(event) is dict:
-                entry = event.copy()  # the caller may reuse its dict
-                entry[TRACKED_AT] = time.time()
-            else:
-                entry = (event, time.time())
-            if self._buffer.offer(entry):
-                self._worker.wake()
-        except Exception:  # pragma: no cover - defensive: track() must never raise into the app
-            logger.exception("peekapi: track() failed")
+        if type(event) is dict:
+            self._track_owned(event.copy())  # the caller may reuse its dict
+        else:
+            self._enqueue((event, time.time()))
 
     def _track_owned(self, event: dict[str, object]) -> None:
         """``track()`` for a dict the caller hands over and never touches again (the middleware's): no copy.
 
         Same contract as ``track()``: O(1), no lock, never raises.
         """
+        event[TRACKED_AT] = time.time()
+        self._enqueue(event)
+
+    def _enqueue(self, entry: Entry) -> None:
+        """Offer a buffer entry (counted as ``closed`` after shutdown) and wake the worker when due. Never raises."""
         try:
             if self._closed:
                 self._closed_drops.bump()
-                return
-            event[TRACKED_AT] = time.time()
-            if self._buffer.offer(event):
+            elif self._buffer.offer(entry):
                 self._worker.wake()
-        except Exception:  # pragma: no cover - defensive
+        except Exception:  # pragma: no cover - defensive: track() must never raise into the app
             logger.exception("peekapi: track() failed")
 
     def flush(self, timeout: float | None = None) -> bool:

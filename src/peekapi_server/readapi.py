@@ -121,31 +121,28 @@ async def overview(request: Request) -> Response:
     return json_response(200, await run_in_threadpool(store.overview, prepared[0], prepared[1]))
 
 
-async def endpoints(request: Request) -> Response:
-    """``GET /v1/endpoints``: the endpoints table."""
+async def _table(request: Request, query: str, key: str) -> Response:
+    """One of the tables: the store's ``query`` for the request's project and filters, under ``key``."""
     prepared = await _prepare(request)
     if isinstance(prepared, Response):
         return prepared
-    rows = await run_in_threadpool(request.app.state.collector.store.endpoints_table, prepared[0], prepared[1])
-    return json_response(200, {"endpoints": rows})
+    rows = await run_in_threadpool(getattr(request.app.state.collector.store, query), prepared[0], prepared[1])
+    return json_response(200, {key: rows})
+
+
+async def endpoints(request: Request) -> Response:
+    """``GET /v1/endpoints``: the endpoints table."""
+    return await _table(request, "endpoints_table", "endpoints")
 
 
 async def consumers(request: Request) -> Response:
     """``GET /v1/consumers``: the consumers table."""
-    prepared = await _prepare(request)
-    if isinstance(prepared, Response):
-        return prepared
-    rows = await run_in_threadpool(request.app.state.collector.store.consumers_table, prepared[0], prepared[1])
-    return json_response(200, {"consumers": rows})
+    return await _table(request, "consumers_table", "consumers")
 
 
 async def status_codes(request: Request) -> Response:
     """``GET /v1/status-codes``: requests per status code."""
-    prepared = await _prepare(request)
-    if isinstance(prepared, Response):
-        return prepared
-    rows = await run_in_threadpool(request.app.state.collector.store.status_codes, prepared[0], prepared[1])
-    return json_response(200, {"status_codes": rows})
+    return await _table(request, "status_codes", "status_codes")
 
 
 def _decode(row: dict[str, object]) -> dict[str, object]:
