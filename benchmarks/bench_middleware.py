@@ -65,6 +65,8 @@ CLIENTS: dict[str, list[Any]] = {}
 
 def _new_client(variant: str) -> Any:
     options: dict[str, Any] = {"api_key": "ak_bench", "endpoint": _sink_url()}
+    if variant.startswith("peekapi") and variant != "peekapi010":
+        options["delivery"] = "process" if variant == "peekapi-process" else "thread"
     if variant == "peekapi010":
         client = load_old().PeekApiClient(options)
     else:
@@ -87,7 +89,7 @@ def starlette_app(variant: str = "bare") -> Any:
         return PlainTextResponse("hello, world")
 
     app = Starlette(routes=[Route("/", hello)])
-    if variant in ("peekapi", "peekapi-path"):
+    if variant in ("peekapi", "peekapi-path", "peekapi-process"):
         from peekapi.middleware import PeekApiASGI
 
         app.add_middleware(PeekApiASGI, client=_new_client(variant))
@@ -105,7 +107,7 @@ def flask_app(variant: str = "bare") -> Any:
     def hello() -> str:
         return "hello, world"
 
-    if variant in ("peekapi", "peekapi-path"):
+    if variant in ("peekapi", "peekapi-path", "peekapi-process"):
         from peekapi.middleware import PeekApiWSGI
 
         app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
@@ -122,6 +124,14 @@ def starlette_bare() -> Any:
 
 def starlette_peekapi() -> Any:
     return starlette_app("peekapi")
+
+
+def starlette_peekapi_process() -> Any:
+    return starlette_app("peekapi-process")
+
+
+def flask_peekapi_process() -> Any:
+    return flask_app("peekapi-process")
 
 
 def flask_bare() -> Any:
@@ -347,8 +357,14 @@ def _wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
 
 def load(rounds: int, seconds: int, connections: int) -> dict[str, dict[str, float]]:
     suites = {
-        "uvicorn + starlette": ("uvicorn", {"bare": "starlette_bare", "peekapi": "starlette_peekapi"}),
-        "gunicorn + flask": ("gunicorn", {"bare": "flask_bare", "peekapi": "flask_peekapi"}),
+        "uvicorn + starlette": (
+            "uvicorn",
+            {"bare": "starlette_bare", "peekapi": "starlette_peekapi", "peekapi-process": "starlette_peekapi_process"},
+        ),
+        "gunicorn + flask": (
+            "gunicorn",
+            {"bare": "flask_bare", "peekapi": "flask_peekapi", "peekapi-process": "flask_peekapi_process"},
+        ),
     }
     results: dict[str, dict[str, float]] = {}
     for suite, (kind, factories) in suites.items():

@@ -58,12 +58,20 @@ class Doorbell:
             return False
         if not ready:
             return False
+        self.clear()
+        return True
+
+    def fileno(self) -> int:
+        """The descriptor that becomes readable on a ring (to wait on it together with others)."""
+        return self._reader.fileno()
+
+    def clear(self) -> None:
+        """Swallow pending rings. Never raises."""
         try:
             while self._reader.recv(4096):
                 pass
         except OSError:
             pass
-        return True
 
     def close(self) -> None:
         """Release both sockets. Never raises."""
@@ -75,17 +83,20 @@ class Doorbell:
 #: The key under which a tracked dict carries its tracking time while it waits in the buffer.
 TRACKED_AT = "\x00peekapi.tracked_at"
 
-#: What the buffer holds: a dict event (a copy the client owns) carrying ``TRACKED_AT``, or for any other
+#: What the buffer holds: a dict event (a copy the client owns) carrying ``TRACKED_AT``, a compact event (the
+#: middleware's tuple, see ``peekapi.event.COMPACT_FIELDS``, its last item the tracking time), or for any other
 #: object an ``(event, tracked_at)`` pair. A dict of plain values is not tracked by the garbage collector, so
 #: a deep buffer of them costs the collector (and so the request threads) nothing.
-Entry = dict[str, object] | tuple[object, float]
+Entry = dict[str, object] | tuple[object, ...]
 
 
 def unpack(entry: Entry) -> tuple[object, float]:
     """The event and the epoch time it was tracked at, from a buffer entry (removing the time key)."""
     if type(entry) is dict:
         return entry, entry.pop(TRACKED_AT)  # type: ignore[return-value]
-    return entry  # type: ignore[return-value]
+    if len(entry) == 2:
+        return entry
+    return entry, entry[-1]  # type: ignore[return-value]
 
 
 class EventBuffer:
@@ -131,6 +142,19 @@ class EventBuffer:
         taken = [unpack(items.popleft()) for _ in range(count)]
         self.taken += count
         return taken
+
+    def take_entries(self, limit: int) -> list[Entry]:
+        """Remove up to ``limit`` of the oldest entries as they are (for the hand-over to the delivery process)."""
+        items = self._items
+        count = min(limit, len(items))
+        taken = [items.popleft() for _ in range(count)]
+        self.taken += count
+        return taken
+
+    def put_back(self, entries: list[Entry]) -> None:
+        """Return taken ``entries`` to the front of the queue (they were not delivered). The taking thread only."""
+        self._items.extendleft(reversed(entries))
+        self.taken -= len(entries)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -13,6 +13,7 @@ from . import lifecycle
 from .buffer import TRACKED_AT, Counter, Entry, EventBuffer
 from .config import DEFAULT_EXIT_TIMEOUT, Options, Settings, resolve_options
 from .event import RequestEvent
+from .relay import RelayWorker, can_spawn
 from .spool import Spool
 from .stats import Stats, StatsSnapshot
 from .transport import HttpTransport
@@ -54,11 +55,25 @@ class PeekApiClient:
             self._settings.storage_dir,
         )
 
-    def _make_worker(self) -> tuple[EventBuffer, Worker]:
+    def _make_worker(self) -> tuple[EventBuffer, Worker | RelayWorker]:
         settings = self._settings
+        stats = self._stats
+        if settings.delivery == "process":
+            reason = can_spawn()
+            if reason is None:
+                # The relay hands over every event it finds: the request path rings it for the first one.
+                relay_buffer = EventBuffer(settings.max_buffer_size, 1)
+                return relay_buffer, RelayWorker(
+                    settings, relay_buffer, stats, self._spool, lambda: self._thread_worker(relay_buffer, stats)
+                )
+            logger.info("peekapi: delivering from threads in this process: %s", reason)
         buffer = EventBuffer(settings.max_buffer_size, settings.batch_size)
+        return buffer, self._thread_worker(buffer, stats)
+
+    def _thread_worker(self, buffer: EventBuffer, stats: Stats) -> Worker:
+        settings = self._settings
         transport = HttpTransport(settings.endpoint, settings.api_key, settings.request_timeout)
-        return buffer, Worker(settings, buffer, transport, self._spool, self._stats)
+        return Worker(settings, buffer, transport, self._spool, stats)
 
     @property
     def settings(self) -> Settings:
@@ -153,12 +168,23 @@ class PeekApiClient:
     def stats(self) -> StatsSnapshot:
         """Counters since start: tracked, sent, retried, spooled, recovered, dropped by reason, queue depth."""
         buffer = self._buffer
+        worker = self._worker
+        remote = worker.counters() if isinstance(worker, RelayWorker) else None
+        waiting = worker.waiting if isinstance(worker, RelayWorker) else 0
         queued = len(buffer)
-        return self._stats.snapshot(
+        snapshot = self._stats.snapshot(
             tracked=buffer.taken + queued + buffer.dropped_full.value + self._closed_drops.value,
-            queue_depth=queued,
-            in_flight=self._worker.in_flight,
+            queue_depth=queued + waiting,
+            in_flight=worker.in_flight,
         )
+        if remote:
+            for name in ("sent", "sent_batches", "retried", "spooled", "recovered"):
+                snapshot[name] += remote.get(name, 0)  # type: ignore[literal-required]
+            dropped = snapshot["dropped"]
+            for reason in dropped:
+                dropped[reason] += remote.get(reason, 0)
+            snapshot["dropped_total"] = sum(dropped.values())
+        return snapshot
 
     # -- lifecycle hooks (called by peekapi.lifecycle) ----------------------------------------------------
 

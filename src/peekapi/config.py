@@ -33,6 +33,8 @@ MIN_EVENT_BYTES = 512
 
 ENV_API_KEY = "PEEKAPI_API_KEY"
 ENV_ENDPOINT = "PEEKAPI_ENDPOINT"
+ENV_DELIVERY = "PEEKAPI_DELIVERY"
+DELIVERY_MODES = ("process", "thread")
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -73,6 +75,9 @@ class Options:
     allow_private_endpoint: bool = False
     # Install SIGTERM/SIGINT handlers (main thread only) and an atexit hook that flush before exit.
     handle_signals: bool = True
+    # Where encoding and HTTP run: "process" (a delivery process of the SDK's own, off the app's GIL) or
+    # "thread" (background threads in the app's process). Empty: $PEEKAPI_DELIVERY, else "process".
+    delivery: str = ""
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(Options))
@@ -103,6 +108,7 @@ class Settings:
     shutdown_timeout: float
     allow_private_endpoint: bool
     handle_signals: bool
+    delivery: str
 
 
 def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
@@ -148,7 +154,16 @@ def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
         shutdown_timeout=_non_negative_float(opts, "shutdown_timeout"),
         allow_private_endpoint=allow_private,
         handle_signals=_bool(opts, "handle_signals"),
+        delivery=_delivery(opts.delivery),
     )
+
+
+def _delivery(value: object) -> str:
+    mode = value if value else os.environ.get(ENV_DELIVERY, "") or "process"
+    if mode not in DELIVERY_MODES:
+        source = "option 'delivery'" if value else ENV_DELIVERY
+        raise ValueError(f"peekapi: {source} must be one of {', '.join(map(repr, DELIVERY_MODES))}, got {mode!r}")
+    return str(mode)
 
 
 def _to_options(options: Options | Mapping[str, Any] | None) -> Options:

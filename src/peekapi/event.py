@@ -54,8 +54,25 @@ class DroppedEvent(Exception):
         self.reason = reason
 
 
+#: The fields of a *compact event*: the tuple a middleware hands over instead of a dict (cheaper to build on
+#: the request path and to pass to the delivery process), followed by its tracking time (epoch seconds).
+COMPACT_FIELDS = (
+    "method",
+    "path",
+    "status_code",
+    "response_time_ms",
+    "request_size",
+    "response_size",
+    "consumer_id",
+    "route",
+)
+COMPACT_LENGTH = len(COMPACT_FIELDS) + 1
+
+
 def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
-    """Return the wire JSON of ``raw`` (a ``RequestEvent`` or a mapping), tracked at epoch ``tracked_at``.
+    """Return the wire JSON of ``raw`` (a ``RequestEvent``, a mapping or a compact event), tracked at ``tracked_at``.
+
+    ``bytes`` are taken as an event encoded already (by the process that tracked it) and returned unchanged.
 
     Repairs what it can: method upper-cased and cut to 16 characters, path to 2048, consumer id to 256,
     a missing timestamp set, sizes that are not counts set to 0, lone surrogates replaced, metadata that is not
@@ -63,6 +80,11 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     Raises :class:`DroppedEvent` for what it cannot repair: not an event at all, a missing or non-numeric
     status or latency, NaN or infinite latency, or an event still over ``max_event_bytes`` without metadata.
     """
+    kind = type(raw)
+    if kind is bytes:
+        return raw  # type: ignore[return-value]
+    if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
+        raw = dict(zip(COMPACT_FIELDS, raw))  # type: ignore[call-overload]
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
         fast = _encode_plain(source, tracked_at, max_event_bytes)

@@ -128,6 +128,10 @@ class Spool:
                 continue
         return total
 
+    def pending(self) -> bool:
+        """Whether a file waits to be sent (unclaimed, or claimed by a process that is gone). Never raises."""
+        return self.enabled and next(self._candidates(), None) is not None
+
     def claim(self) -> Claim | None:
         """Take the oldest unclaimed (or abandoned) file for this process, or None if there is none.
 

@@ -22,6 +22,7 @@ DROP_REASONS = (
     "spool_disabled",  # could not be delivered and max_storage_bytes is 0
     "spool_corrupt",  # a corrupt or truncated spool line (counted in lines, not events)
     "closed",  # tracked after shutdown()
+    "process_lost",  # handed to a delivery process that died before delivering or spooling them
 )
 COUNTERS = ("sent", "sent_batches", "retried", "spooled", "recovered")
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .batch import Batch, build_batches
-from .buffer import Doorbell, EventBuffer
+from .buffer import Doorbell, Entry, EventBuffer, unpack
 from .config import Settings
 from .spool import Claim, Spool
 from .stats import Stats
@@ -286,6 +286,15 @@ class Worker:
             batches += self._encode(taken)
         self._to_spool(batches)
         buffer.held_elsewhere = self.in_flight
+        self._next_recovery = 0.0  # the sender sends them back out once it has caught up
+
+    def spill_entries(self, entries: list[Entry]) -> None:
+        """Spool ``entries`` (buffer entries that memory has no room for) from the calling thread. Never raises."""
+        size = self._settings.batch_size
+        batches: list[Batch] = []
+        for start in range(0, len(entries), size):
+            batches += self._encode([unpack(entry) for entry in entries[start : start + size]])
+        self._to_spool(batches)
         self._next_recovery = 0.0  # the sender sends them back out once it has caught up
 
     def _encode(self, items: list[tuple[object, float]]) -> list[Batch]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Iterable
-from time import perf_counter
+from time import perf_counter, time
 
 from peekapi.client import PeekApiClient
 
@@ -165,19 +165,19 @@ class _Exchange:
             path = self.path
             if capture.query_string:
                 path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
-            event: dict[str, object] = {
-                "method": scope["method"],
-                "path": path,
-                "status_code": self.status or 500,
-                "response_time_ms": (end - self.start) * 1000.0,
-                "request_size": self.received if request_size is None else request_size,
-                "response_size": self.sent,
-                "consumer_id": consumer_id,
-            }
-            route = middleware._routes.template(scope)
-            if route is not None:
-                event["route"] = route
-            capture.track(event)
+            capture.track(
+                (
+                    scope["method"],
+                    path,
+                    self.status or 500,
+                    (end - self.start) * 1000.0,
+                    self.received if request_size is None else request_size,
+                    self.sent,
+                    consumer_id,
+                    middleware._routes.template(scope),
+                    time(),
+                )
+            )
         except Exception:  # never into the app
             logger.exception("peekapi: could not record an ASGI request")
 

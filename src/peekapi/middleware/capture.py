@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from time import time
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
@@ -125,8 +126,9 @@ class Capture:
     def __init__(self, client: PeekApiClient) -> None:
         settings = client.settings
         self.client = client
-        #: Hands over a fresh event dict (never touched again by the caller): ``track()`` without its copy.
-        self.track = client._track_owned
+        #: Hands over a compact event (``peekapi.event.COMPACT_FIELDS`` and the tracking time): ``track()``
+        #: without building a dict or copying it. O(1), never raises.
+        self.track = client._enqueue
         self.identify = settings.identify_consumer
         self.query_string = settings.collect_query_string
         self._paths = settings.exclude_paths
@@ -188,15 +190,4 @@ class Capture:
         consumer_id: str | None,
     ) -> None:
         """Hand one request's event to the client. Never raises (``track()`` does not)."""
-        event: dict[str, object] = {
-            "method": method,
-            "path": path,
-            "status_code": status,
-            "response_time_ms": elapsed_ms,
-            "request_size": request_size,
-            "response_size": response_size,
-            "consumer_id": consumer_id,
-        }
-        if route is not None:
-            event["route"] = route
-        self.track(event)
+        self.track((method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time()))

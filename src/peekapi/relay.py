@@ -1,0 +1,537 @@
+"""Delivery in a process of its own (``delivery="process"``, the default): the application's side.
+
+The request path still only appends to the in-memory buffer. One relay thread hands what it holds, a few times a
+second, to a delivery process (``peekapi.deliverer``) as ``marshal``-ed frames (about 0.1 us per event, in C),
+and takes its answers on the same thread. The JSON encoding, the HTTP, the retries and the spool run there, on
+another interpreter: they no longer compete with the application's threads for its GIL, which under a real
+server cost the serving thread several times their own CPU time.
+
+The delivery process starts with the client (in the background), and again in each forked child. It outlives a killed application long enough
+to deliver or spool what it was handed. When it cannot be started (no Python executable, not POSIX) or keeps
+dying, the client falls back to delivering from threads in this process, and logs why.
+
+This module is the only home of the subprocess.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import marshal
+import os
+import pickle
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import channel, worker
+from .batch import build_batches
+from .buffer import Doorbell, Entry, EventBuffer, unpack
+from .channel import Channel, ChannelClosed
+from .config import Settings
+from .event import DroppedEvent, encode_event
+from .spool import Spool
+from .stats import COUNTERS, DROP_REASONS, Stats
+from .worker import DeliveryError, Worker
+
+logger = logging.getLogger("peekapi")
+
+GATHER_DELAY = 0.05  # after the first event of a quiet spell, wait this long for more before handing over
+IDLE_WAIT = 1.0
+MAX_FRAME_EVENTS = 5000
+START_TIMEOUT = 10.0
+STATS_TIMEOUT = 1.0
+STOP_GRACE = 2.0
+MAX_RESTARTS = 3
+SOCKET_BUFFER = 1 << 20
+TUNABLES = ("RECOVERY_INTERVAL", "POLL_INTERVAL", "BUSY_WINDOW")
+
+_BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from peekapi.deliverer import main; main(sys.argv[2:])"
+
+
+def can_spawn() -> str | None:
+    """Why this interpreter cannot start a delivery process, or None when it can."""
+    if os.name != "posix":
+        return "delivery processes need a POSIX system"
+    name = os.path.basename(sys.executable or "").lower()
+    if not name.startswith(("python", "pypy")):
+        return f"sys.executable ({sys.executable or 'empty'}) is not a Python interpreter (embedded Python?)"
+    return None
+
+
+class _Child:
+    """One running delivery process and what is known of it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], out: Channel) -> None:
+        self.process = process
+        self.out = out
+        self.forwarded = 0  # events handed to it
+        self.snapshot: dict[str, Any] | None = None  # its latest stats
+        self.stopped = threading.Event()  # STOPPED received, or it is gone
+        self.gone = False
+        self.done = False  # its answer to STOP
+        self.ready = False  # it reported ready (its imports and configuration went well)
+        self.started = time.monotonic()
+        self.unconfirmed: list[Entry] = []  # what it was handed before it reported ready
+
+
+class RelayWorker:
+    """Same contract as ``Worker`` (start, wake, flush, stop, in_flight, discard_after_fork), delivering through a
+    delivery process. ``start``/``flush``/``stop`` may be called from any thread; ``wake`` is lock-free."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        buffer: EventBuffer,
+        stats: Stats,
+        spool: Spool,
+        make_worker: Callable[[], Worker],
+    ) -> None:
+        self._settings = settings
+        self._buffer = buffer
+        self._stats = stats
+        self._spool = spool
+        self._make_worker = make_worker
+        self._bell = Doorbell()
+        self._flushes: collections.deque[tuple[threading.Event, float]] = collections.deque()
+        self._awaiting: dict[int, tuple[threading.Event, float]] = {}  # forwarded flushes by token
+        self._stats_replies: dict[int, list[Any]] = {}
+        self._tokens = itertools.count(1)
+        self._closing = False
+        self._deadline = float("inf")
+        self._child: _Child | None = None
+        self._retired = dict.fromkeys(COUNTERS + DROP_REASONS, 0)  # counters of delivery processes that ended
+        self._restarts = 0
+        self._reported_full = 0
+        self._thread: threading.Thread | None = None
+        self._threaded: Worker | None = None  # the fallback, once there is one
+        self._finished = threading.Event()
+        self._result = False
+
+    # -- the Worker contract -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the relay thread (idempotent). The delivery process starts when first needed. Never raises."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._guarded, name="peekapi-relay", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Tell the relay events are waiting. Lock-free; safe on the request path."""
+        self._bell.ring()
+
+    def flush(self, timeout: float) -> bool:
+        """Hand everything buffered to the delivery process and wait until it is delivered (or spooled)."""
+        threaded = self._threaded
+        if threaded is not None:
+            return threaded.flush(timeout)
+        marker = threading.Event()
+        self._flushes.append((marker, time.monotonic() + timeout))
+        self._bell.ring()
+        return marker.wait(timeout)
+
+    def stop(self, deadline: float) -> bool:
+        """Hand everything over and stop the delivery process by ``deadline`` (what is left there is spooled)."""
+        self._deadline = deadline
+        self._closing = True
+        self._bell.ring()
+        if self._thread is not None:
+            self._thread.join(max(deadline - time.monotonic(), 0.0) + STOP_GRACE + 1.0)
+        if self._thread is None or not self._thread.is_alive():
+            self._bell.close()
+        threaded = self._threaded
+        if threaded is not None:
+            return threaded.stop(deadline)
+        return self._finished.is_set() and self._result
+
+    def discard_after_fork(self) -> None:
+        """In a forked child: drop the parent's channel (the parent's delivery process is not ours)."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.out.close()
+        self._thread = None
+        self._bell.close()
+        if self._threaded is not None:
+            self._threaded.discard_after_fork()
+
+    @property
+    def in_flight(self) -> int:
+        """Events taken from the buffer and not yet delivered, spooled or dropped (here or over there)."""
+        threaded = self._threaded
+        if threaded is not None:
+            return threaded.in_flight
+        child = self._child
+        if child is None or child.snapshot is None:
+            return 0
+        return int(child.snapshot["in_flight"])
+
+    def counters(self, fresh: bool = True) -> dict[str, int]:
+        """The delivery processes' counters (sent, retried, ..., dropped reasons), fetched fresh when ``fresh``."""
+        totals = dict(self._retired)
+        child = self._child
+        if child is not None and not child.gone:
+            if fresh and threading.current_thread() is not self._thread:
+                self._refresh(child)
+            snap = child.snapshot
+            if snap is not None:
+                for name in COUNTERS:
+                    totals[name] += snap[name]
+                for reason, count in snap["dropped"].items():
+                    totals[reason] = totals.get(reason, 0) + count
+        return totals
+
+    # -- the relay thread ----------------------------------------------------------------------------------
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception:  # pragma: no cover - defensive: fall back rather than stop delivering
+            logger.exception("peekapi: internal error in the relay; delivering from this process instead")
+            self._fall_back()
+
+    def _run(self) -> None:
+        buffer = self._buffer
+        # Started at once rather than at the first event: a burst must not wait in memory for it to start.
+        if self._ensure_child() is None:
+            self._fall_back()
+            return
+        while True:
+            if not (self._closing or self._flushes):
+                buffer.wake_pending = False  # the next offer() rings
+                if not len(buffer):
+                    self._wait(IDLE_WAIT)
+                buffer.wake_pending = True
+                if len(buffer) and not (self._closing or self._flushes):
+                    self._wait(GATHER_DELAY)
+            if self._threaded is not None:
+                return
+            self._report_full()
+            flushes = [self._flushes.popleft() for _ in range(len(self._flushes))]
+            if flushes and not len(buffer) and self._child is None and not self._awaiting:
+                for marker, _ in flushes:  # nothing was ever handed over: nothing to wait for
+                    marker.set()
+                flushes = []
+            if len(buffer) or flushes:
+                if not self._hand_over(flushes):
+                    return  # fell back to threads, which took over the buffer and the flushes
+            if self._closing:
+                self._stop_child()
+                self._report_full()  # drops since this round's report, when track() raced with stop()
+                return
+            self._check_child()
+
+    def _hand_over(self, flushes: list[tuple[threading.Event, float]]) -> bool:
+        """Forward the buffer's events, then the flush requests. False when it fell back to threads."""
+        buffer = self._buffer
+        while True:
+            child = self._ensure_child()
+            if child is None:
+                self._fall_back(flushes)
+                return False
+            try:
+                while len(buffer):
+                    self._forward(child, buffer.take_entries(MAX_FRAME_EVENTS))
+                for marker, deadline in flushes:
+                    token = next(self._tokens)
+                    self._awaiting[token] = (marker, deadline)
+                    child.out.send(
+                        channel.FLUSH,
+                        (token, max(deadline - time.monotonic(), 0.0)),
+                        on_stall=lambda: self._take_answers(child),
+                    )
+                return True
+            except ChannelClosed as exc:
+                self._lost(child, f"the delivery process stopped answering ({exc})")
+
+    def _forward(self, child: _Child, entries: list[Entry]) -> None:
+        try:
+            body = marshal.dumps(entries)
+        except ValueError:  # something marshal cannot carry (metadata objects, say): encode those here
+            entries = self._portable(entries)
+            body = marshal.dumps(entries)
+        child.forwarded += len(entries)
+        if not child.ready:
+            child.unconfirmed += entries
+        child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._take_answers(child))
+
+    def _portable(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` with each one marshal cannot carry encoded here (or dropped, counted, when it is invalid)."""
+        out: list[Entry] = []
+        settings = self._settings
+        for entry in entries:
+            try:
+                marshal.dumps(entry)
+            except ValueError:
+                raw, tracked_at = unpack(entry)
+                try:
+                    entry = (encode_event(raw, tracked_at, settings.max_event_bytes), tracked_at)
+                except DroppedEvent as exc:
+                    logger.warning("peekapi: event dropped (%s): %s", exc.reason, exc)
+                    self._stats.drop(exc.reason, 1)
+                    continue
+                except Exception as exc:  # a user object whose __str__ raises, say
+                    logger.warning("peekapi: event dropped (invalid): %s: %s", type(exc).__name__, exc)
+                    self._stats.drop("invalid", 1)
+                    continue
+            out.append(entry)
+        return out
+
+    def _report_full(self) -> None:
+        full = self._buffer.dropped_full.value
+        if full > self._reported_full:
+            self._stats.drop("buffer_full", full - self._reported_full)
+            self._reported_full = full
+
+    @property
+    def waiting(self) -> int:
+        """Events on their way to the delivery process, or queued there (per its last report)."""
+        child = self._child
+        if self._threaded is not None or child is None:
+            return 0
+        snap = child.snapshot or {}
+        return max(child.forwarded - snap.get("tracked", 0), 0) + snap.get("queue_depth", 0)
+
+    # -- the delivery process --------------------------------------------------------------------------------
+
+    def _ensure_child(self) -> _Child | None:
+        child = self._child
+        if child is not None and not child.gone:
+            if child.ready or time.monotonic() - child.started < START_TIMEOUT:
+                return child
+            self._lost(child, "the delivery process did not report ready in time")
+        elif child is not None:
+            self._lost(child, "the delivery process ended unexpectedly")
+        if self._restarts > MAX_RESTARTS:
+            return None
+        try:
+            child = self._spawn()
+        except Exception as exc:
+            logger.warning("peekapi: could not start the delivery process (%s); delivering from this process", exc)
+            return None
+        self._child = child
+        for token, (_marker, deadline) in self._awaiting.items():  # flushes the last one never answered
+            child.out.send(channel.FLUSH, (token, max(deadline - time.monotonic(), 0.0)))
+        return child
+
+    def _spawn(self) -> _Child:
+        reason = can_spawn()
+        if reason:
+            raise RuntimeError(reason)
+        ours, theirs = socket.socketpair()
+        for sock in (ours, theirs):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        package_root = str(Path(__file__).resolve().parent.parent)
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _BOOTSTRAP, package_root, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        ours.settimeout(IDLE_WAIT)
+        out = Channel(ours)
+        settings = replace(self._settings, on_error=None, identify_consumer=None)
+        tunables = {name: getattr(worker, name) for name in TUNABLES}
+        level = logger.getEffectiveLevel()
+        try:
+            # No wait for it to start: events may follow at once (the socket holds them meanwhile); until it
+            # reports ready, the relay keeps a copy of them in case it never does.
+            out.send(channel.CONFIG, raw=pickle.dumps((settings, level, tunables)), timeout=START_TIMEOUT)
+        except ChannelClosed as exc:
+            process.kill()
+            process.wait()
+            out.close()
+            raise RuntimeError(str(exc)) from exc
+        return _Child(process, out)
+
+    def _wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for a ring or an answer from the delivery process; take the answers in."""
+        child = self._child
+        waiting_on: list[Any] = [self._bell.fileno()]
+        if child is not None and not child.gone:
+            waiting_on.append(child.out.sock)
+        try:
+            ready, _, _ = select.select(waiting_on, [], [], max(timeout, 0.0))
+        except (OSError, ValueError):
+            time.sleep(min(max(timeout, 0.0), 0.05))
+            return
+        if self._bell.fileno() in ready:
+            self._bell.clear()
+        if child is not None and len(ready) > (self._bell.fileno() in ready):
+            self._take_answers(child)
+
+    def _take_answers(self, child: _Child) -> None:
+        try:
+            frames = child.out.poll()
+        except ChannelClosed:
+            child.gone = True
+            child.stopped.set()
+            return
+        for kind, payload in frames:
+            try:
+                self._on_frame(child, kind, channel.load(payload))
+            except Exception:  # pragma: no cover - defensive
+                logger.exception("peekapi: could not read an answer from the delivery process")
+
+    def _on_frame(self, child: _Child, kind: int, value: Any) -> None:
+        if kind == channel.READY:
+            child.ready = True
+            child.unconfirmed = []
+            logger.debug("peekapi: delivery process %d started", child.process.pid)
+        elif kind == channel.LOG:
+            level, message = value
+            logger.log(level, "%s", message)
+        elif kind == channel.FLUSHED:
+            token, done, child.snapshot = value
+            marker, _ = self._awaiting.pop(token, (None, 0.0))
+            if marker is not None and done:
+                marker.set()
+        elif kind == channel.STATS_REPLY:
+            token, child.snapshot = value
+            waiter = self._stats_replies.pop(token, None)
+            if waiter is not None:
+                waiter[0].set()
+        elif kind == channel.ERROR:
+            self._report_error(DeliveryError(*value))
+        elif kind == channel.STOPPED:
+            child.done, child.snapshot = value
+            child.stopped.set()
+
+    def _refresh(self, child: _Child) -> None:
+        token = next(self._tokens)
+        answered = threading.Event()
+        self._stats_replies[token] = [answered]
+        try:
+            child.out.send(channel.STATS, token, timeout=STATS_TIMEOUT)
+            answered.wait(STATS_TIMEOUT)  # the relay thread takes the answer in
+        except ChannelClosed:
+            pass
+        finally:
+            self._stats_replies.pop(token, None)
+
+    def _check_child(self) -> None:
+        child = self._child
+        if child is not None and child.gone:
+            self._lost(child, "the delivery process ended unexpectedly")
+            if self._awaiting:
+                self._ensure_child()
+
+    def _lost(self, child: _Child, why: str) -> None:
+        """Account for a delivery process that is gone: what it was handed and had not settled is lost."""
+        if self._child is child:
+            self._child = None
+            self._restarts += 1
+        if child.process.poll() is None:
+            child.process.kill()
+        child.process.wait()
+        child.out.close()
+        if not child.ready:  # it never started: what it was handed goes back to the buffer
+            logger.warning("peekapi: %s while starting (exit status %s)", why, child.process.returncode)
+            self._buffer.put_back(child.unconfirmed)
+            child.unconfirmed = []
+            child.forwarded = 0
+            return
+        snap = child.snapshot
+        settled = 0
+        if snap is not None:
+            settled = snap["tracked"] - snap["queue_depth"] - snap["in_flight"]
+            self._retire(snap)
+            child.snapshot = None
+        lost = child.forwarded - settled
+        logger.warning("peekapi: %s (exit status %s)", why, child.process.returncode)
+        if lost > 0:
+            self._stats.drop("process_lost", lost)
+        child.forwarded = 0
+
+    def _retire(self, snap: dict[str, Any]) -> None:
+        for name in COUNTERS:
+            self._retired[name] += snap[name]
+        for reason, count in snap["dropped"].items():
+            self._retired[reason] = self._retired.get(reason, 0) + count
+
+    def _stop_child(self) -> None:
+        child = self._child
+        if child is None:
+            self._result = True
+            self._finished.set()
+            return
+        seconds = max(self._deadline - time.monotonic(), 0.0)
+        try:
+            child.out.send(
+                channel.STOP, seconds, timeout=seconds + STOP_GRACE, on_stall=lambda: self._take_answers(child)
+            )
+            end = time.monotonic() + seconds + STOP_GRACE
+            while not child.stopped.is_set() and time.monotonic() < end:
+                self._wait(min(end - time.monotonic(), IDLE_WAIT))
+        except ChannelClosed:
+            pass
+        self._result = child.done
+        if child.stopped.is_set() and child.snapshot is not None:
+            self._retire(child.snapshot)
+            child.snapshot = None
+        self._child = None
+        try:
+            child.process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self._result = False  # it goes on by itself: it delivers or spools by its deadline, then exits
+        child.out.close()
+        self._finished.set()
+
+    def _fall_back(self, flushes: list[tuple[threading.Event, float]] | None = None) -> None:
+        """Deliver from threads in this process from now on (same buffer, same spool)."""
+        if self._threaded is not None:
+            return
+        threaded = self._make_worker()
+        self._buffer.batch_size = self._settings.batch_size
+        pending = list(flushes or ()) + list(self._awaiting.values())
+        self._awaiting.clear()
+        try:
+            threaded.start()
+        except RuntimeError:  # at interpreter shutdown no thread can start: spool what is buffered, from here
+            self._spool_buffer()
+            for marker, _ in pending:
+                marker.set()
+            self._finished.set()
+            self._result = not len(self._buffer)
+            return
+        self._threaded = threaded
+        for marker, deadline in pending:
+            if threaded.flush(max(deadline - time.monotonic(), 0.0)):
+                marker.set()
+
+    def _spool_buffer(self) -> None:
+        buffer, settings = self._buffer, self._settings
+        while len(buffer):
+            batches = build_batches(
+                buffer.take(settings.batch_size),
+                max_count=settings.batch_size,
+                max_bytes=settings.max_batch_bytes,
+                max_event_bytes=settings.max_event_bytes,
+                on_drop=self._stats.drop,
+            )
+            written, lost, reason = self._spool.append(batches)
+            if written:
+                self._stats.add("spooled", written)
+            if lost and reason:
+                self._stats.drop(reason, lost)
+
+    def _report_error(self, error: DeliveryError) -> None:
+        callback = self._settings.on_error
+        if callback is None:
+            return
+        try:
+            callback(error)
+        except Exception:
+            logger.exception("peekapi: the on_error callback raised")
