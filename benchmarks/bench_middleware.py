@@ -7,7 +7,8 @@ Two measurements, each interleaving the variants in one run and reporting median
    deliver to a loopback sink running in a subprocess, so their background threads do their real work.
 2. Over sockets (``load``): uvicorn (Starlette) and gunicorn (Flask), one worker each, loaded by ``wrk`` on
    127.0.0.1: requests per second (the change is the median of per-round ratios) and the server's CPU time per
-   request (all its processes, from /proc), bare vs peekapi. (Holding delivery back for a whole run is no
+   request (all its processes, peekapi's delivery process included, from /proc), bare vs peekapi (delivering
+   from threads, and from a delivery process). (Holding delivery back for a whole run is no
    measure of the request path there: tens of thousands of held events make the garbage collector the cost.)
 
     python benchmarks/bench_middleware.py             # both
@@ -409,25 +410,37 @@ def _serve_and_load(kind: str, factory: str, seconds: int, connections: int) -> 
     try:
         _wait_port(port)
         _wrk(port, 2, connections)  # warm up
-        cpu_before = _group_cpu(server.pid)
+        cpu_before = _tree_cpu(server.pid)
         rate, count = _wrk(port, seconds, connections)
-        return rate, (_group_cpu(server.pid) - cpu_before) / count * 1e6
+        return rate, (_tree_cpu(server.pid) - cpu_before) / count * 1e6
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
 
 
-def _group_cpu(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the processes of process group ``pgid`` (Linux /proc)."""
+def _tree_cpu(root: int) -> float:
+    """CPU seconds (user + system) used so far by process ``root`` and its descendants (Linux /proc).
+
+    Descendants, not the process group: peekapi's delivery processes run in sessions of their own.
+    """
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # fields after "(comm)": state, ppid, pgrp, ..., utime (11), stime (12)
-            total += (int(fields[11]) + int(fields[12])) / tick
+        pid = int(stat.parent.name)  # fields after "(comm)": state, ppid, ..., utime (11), stime (12)
+        parents[pid] = int(fields[1])
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, spent in times.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            total += spent
     return total
 
 

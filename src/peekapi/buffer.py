@@ -92,10 +92,10 @@ Entry = dict[str, object] | tuple[object, ...]
 
 def unpack(entry: Entry) -> tuple[object, float]:
     """The event and the epoch time it was tracked at, from a buffer entry (removing the time key)."""
-    if type(entry) is dict:
+    if isinstance(entry, dict):
         return entry, entry.pop(TRACKED_AT)  # type: ignore[return-value]
     if len(entry) == 2:
-        return entry
+        return entry  # type: ignore[return-value]
     return entry, entry[-1]  # type: ignore[return-value]
 
 

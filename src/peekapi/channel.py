@@ -7,6 +7,7 @@ tracked events are, and both ends run the same interpreter, so its format always
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import select
 import socket
@@ -64,7 +65,7 @@ class Channel:
         (after a partial frame the channel is unusable from then on), ``ValueError`` when ``payload`` cannot be
         marshalled. Thread-safe.
         """
-        body = marshal.dumps(payload) if raw is None else raw
+        body = marshal.dumps(payload) if raw is None else raw  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
         with self._send_lock:
             if self._broken:
@@ -148,10 +149,8 @@ class Channel:
 
     def close(self) -> None:
         """Close the socket. Never raises."""
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def load(payload: bytes) -> Any:

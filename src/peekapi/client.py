@@ -179,7 +179,7 @@ class PeekApiClient:
         )
         if remote:
             for name in ("sent", "sent_batches", "retried", "spooled", "recovered"):
-                snapshot[name] += remote.get(name, 0)  # type: ignore[literal-required]
+                snapshot[name] += remote.get(name, 0)
             dropped = snapshot["dropped"]
             for reason in dropped:
                 dropped[reason] += remote.get(reason, 0)

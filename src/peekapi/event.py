@@ -84,7 +84,7 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     if kind is bytes:
         return raw  # type: ignore[return-value]
     if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
-        raw = dict(zip(COMPACT_FIELDS, raw))  # type: ignore[call-overload]
+        raw = dict(zip(COMPACT_FIELDS, raw[:-1], strict=True))  # type: ignore[index]
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
         fast = _encode_plain(source, tracked_at, max_event_bytes)

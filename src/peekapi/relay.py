@@ -6,9 +6,10 @@ and takes its answers on the same thread. The JSON encoding, the HTTP, the retri
 another interpreter: they no longer compete with the application's threads for its GIL, which under a real
 server cost the serving thread several times their own CPU time.
 
-The delivery process starts with the client (in the background), and again in each forked child. It outlives a killed application long enough
-to deliver or spool what it was handed. When it cannot be started (no Python executable, not POSIX) or keeps
-dying, the client falls back to delivering from threads in this process, and logs why.
+The delivery process starts with the client (in the background), and again in each forked child. It outlives a
+killed application long enough to deliver or spool what it was handed. When it cannot be started (no Python
+executable, not POSIX) or keeps dying, the client falls back to delivering from threads in this process, and logs
+why.
 
 This module is the only home of the subprocess.
 """
@@ -16,6 +17,7 @@ This module is the only home of the subprocess.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import marshal
@@ -55,6 +57,32 @@ SOCKET_BUFFER = 1 << 20
 TUNABLES = ("RECOVERY_INTERVAL", "POLL_INTERVAL", "BUSY_WINDOW")
 
 _BOOTSTRAP = "import sys; sys.path.insert(0, sys.argv[1]); from peekapi.deliverer import main; main(sys.argv[2:])"
+
+
+class _ForkGuard:
+    """Keeps ``os.fork()`` out while a delivery process is being started.
+
+    ``subprocess`` learns that the new process has started through a pipe whose far end closes at ``exec``.
+    A fork by another thread in between (a pre-fork server starting its workers) would hand that end to a
+    child that never execs, and the start would wait for as long as that child lives.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=self._before, after_in_parent=self._after, after_in_child=self._reset)
+
+    def _before(self) -> None:
+        self.lock.acquire()
+
+    def _after(self) -> None:
+        self.lock.release()
+
+    def _reset(self) -> None:
+        self.lock = threading.Lock()
+
+
+_fork_guard = _ForkGuard()
 
 
 def can_spawn() -> str | None:
@@ -172,7 +200,8 @@ class RelayWorker:
         child = self._child
         if child is None or child.snapshot is None:
             return 0
-        return int(child.snapshot["in_flight"])
+        in_flight: int = child.snapshot["in_flight"]
+        return in_flight
 
     def counters(self, fresh: bool = True) -> dict[str, int]:
         """The delivery processes' counters (sent, retried, ..., dropped reasons), fetched fresh when ``fresh``."""
@@ -220,9 +249,8 @@ class RelayWorker:
                 for marker, _ in flushes:  # nothing was ever handed over: nothing to wait for
                     marker.set()
                 flushes = []
-            if len(buffer) or flushes:
-                if not self._hand_over(flushes):
-                    return  # fell back to threads, which took over the buffer and the flushes
+            if (len(buffer) or flushes) and not self._hand_over(flushes):
+                return  # fell back to threads, which took over the buffer and the flushes
             if self._closing:
                 self._stop_child()
                 self._report_full()  # drops since this round's report, when track() raced with stop()
@@ -243,11 +271,7 @@ class RelayWorker:
                 for marker, deadline in flushes:
                     token = next(self._tokens)
                     self._awaiting[token] = (marker, deadline)
-                    child.out.send(
-                        channel.FLUSH,
-                        (token, max(deadline - time.monotonic(), 0.0)),
-                        on_stall=lambda: self._take_answers(child),
-                    )
+                    self._send_flush(child, token, deadline)
                 return True
             except ChannelClosed as exc:
                 self._lost(child, f"the delivery process stopped answering ({exc})")
@@ -267,9 +291,10 @@ class RelayWorker:
         """``entries`` with each one marshal cannot carry encoded here (or dropped, counted, when it is invalid)."""
         out: list[Entry] = []
         settings = self._settings
-        for entry in entries:
+        for original in entries:
+            entry = original
             try:
-                marshal.dumps(entry)
+                marshal.dumps(entry)  # type: ignore[arg-type]
             except ValueError:
                 raw, tracked_at = unpack(entry)
                 try:
@@ -298,7 +323,9 @@ class RelayWorker:
         if self._threaded is not None or child is None:
             return 0
         snap = child.snapshot or {}
-        return max(child.forwarded - snap.get("tracked", 0), 0) + snap.get("queue_depth", 0)
+        received: int = snap.get("tracked", 0)
+        queued: int = snap.get("queue_depth", 0)
+        return max(child.forwarded - received, 0) + queued
 
     # -- the delivery process --------------------------------------------------------------------------------
 
@@ -319,8 +346,12 @@ class RelayWorker:
             return None
         self._child = child
         for token, (_marker, deadline) in self._awaiting.items():  # flushes the last one never answered
-            child.out.send(channel.FLUSH, (token, max(deadline - time.monotonic(), 0.0)))
+            self._send_flush(child, token, deadline)
         return child
+
+    def _send_flush(self, child: _Child, token: int, deadline: float) -> None:
+        seconds = max(deadline - time.monotonic(), 0.0)
+        child.out.send(channel.FLUSH, (token, seconds), on_stall=lambda: self._take_answers(child))
 
     def _spawn(self) -> _Child:
         reason = can_spawn()
@@ -332,12 +363,16 @@ class RelayWorker:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
         package_root = str(Path(__file__).resolve().parent.parent)
         try:
-            process = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOTSTRAP, package_root, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
+            with _fork_guard.lock:
+                process = subprocess.Popen(
+                    [sys.executable, "-I", "-c", _BOOTSTRAP, package_root, str(theirs.fileno())],
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    # Out of the application's process group: a Ctrl-C or a kill of the group is for the
+                    # application, which then tells its delivery process to finish (or leaves it to notice).
+                    start_new_session=True,
+                )
         finally:
             theirs.close()
         ours.settimeout(IDLE_WAIT)
@@ -457,36 +492,45 @@ class RelayWorker:
 
     def _retire(self, snap: dict[str, Any]) -> None:
         for name in COUNTERS:
-            self._retired[name] += snap[name]
-        for reason, count in snap["dropped"].items():
+            self._retired[name] += snap.get(name, 0)
+        for reason, count in snap.get("dropped", {}).items():
             self._retired[reason] = self._retired.get(reason, 0) + count
 
     def _stop_child(self) -> None:
+        """Stop the delivery process by the deadline; what it could not take is spooled from here."""
         child = self._child
-        if child is None:
-            self._result = True
-            self._finished.set()
-            return
-        seconds = max(self._deadline - time.monotonic(), 0.0)
-        try:
-            child.out.send(
-                channel.STOP, seconds, timeout=seconds + STOP_GRACE, on_stall=lambda: self._take_answers(child)
-            )
-            end = time.monotonic() + seconds + STOP_GRACE
-            while not child.stopped.is_set() and time.monotonic() < end:
-                self._wait(min(end - time.monotonic(), IDLE_WAIT))
-        except ChannelClosed:
-            pass
-        self._result = child.done
-        if child.stopped.is_set() and child.snapshot is not None:
-            self._retire(child.snapshot)
-            child.snapshot = None
-        self._child = None
-        try:
-            child.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            self._result = False  # it goes on by itself: it delivers or spools by its deadline, then exits
-        child.out.close()
+        done = True
+        if child is not None and child.gone:
+            self._lost(child, "the delivery process ended unexpectedly")
+        elif child is not None:
+            seconds = max(self._deadline - time.monotonic(), 0.0)
+            try:
+                child.out.send(
+                    channel.STOP, seconds, timeout=seconds + STOP_GRACE, on_stall=lambda: self._take_answers(child)
+                )
+                end = time.monotonic() + seconds + STOP_GRACE
+                while not child.stopped.is_set() and time.monotonic() < end:
+                    self._wait(min(end - time.monotonic(), IDLE_WAIT))
+            except ChannelClosed:
+                pass
+            if child.done:  # it answered: everything it held is delivered or spooled
+                self._retire(child.snapshot or {})
+                child.snapshot = None
+                self._child = None
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.process.wait(STOP_GRACE)
+                child.out.close()
+            elif child.gone:
+                self._lost(child, "the delivery process ended during shutdown")
+                done = False
+            else:  # no answer in time: it goes on alone (it delivers or spools by its own deadline, then exits)
+                logger.warning("peekapi: the delivery process did not finish by the deadline; it goes on alone")
+                self._child = None
+                child.out.close()
+                done = False
+        if len(self._buffer):  # taken back from a delivery process that never started
+            self._spool_buffer()
+        self._result = done
         self._finished.set()
 
     def _fall_back(self, flushes: list[tuple[threading.Event, float]] | None = None) -> None:

@@ -173,7 +173,8 @@ def test_a_claim_left_by_a_killed_process_is_taken_over(spawn: Any, ingest: Inge
     assert max(len(p.read_bytes().splitlines()) for p in ready_files(storage)) > 5
 
     ingest.default(Answer(200, delay=0.1))
-    first = spawn("recover", flush_interval=60)
+    # Delivering from the killed process itself: a delivery process would outlive it and finish the file.
+    first = spawn("recover", flush_interval=60, delivery="thread")
     first.expect("started")
     ingest.wait_for(60, timeout=10)  # part of the big file is delivered, the rest still claimed
     first.signal(signal.SIGKILL)

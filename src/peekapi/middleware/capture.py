@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from time import time
 from collections.abc import Hashable, Iterable, Mapping
+from time import time
 from typing import Any
 
 from peekapi.client import PeekApiClient

@@ -1,0 +1,164 @@
+"""The delivery process (``delivery="process"``): what it adds, and how the client copes when it cannot run.
+
+Seen from a real collector: a killed application's delivery process still delivers what it was handed, its logs
+and errors reach the application, and a delivery process that cannot start or dies falls back to threads with
+nothing lost or doubled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peekapi import PeekApiClient
+from tests.core.test_process import HELD, assert_exactly_once, series, spawn  # noqa: F401 - spawn is a fixture
+from tests.support.ingest import Answer, IngestServer
+from tests.support.wait import eventually
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_app_leaves_what_it_handed_over_to_the_delivery_process(
+    spawn: Any,  # noqa: F811
+    ingest: IngestServer,
+) -> None:
+    # Held back: nothing is sent before the kill (interval 60 s, batches of 1000).
+    child = spawn("signals", "term", "500", delivery="process", **HELD)
+    child.expect("tracked")
+    time.sleep(0.5)  # the relay hands events over within 50 ms
+    assert ingest.requests == []
+    deliverers = children_of(child.pid)
+    assert len(deliverers) == 1
+    child.signal(signal.SIGKILL)
+    assert child.wait(10) == -signal.SIGKILL
+    ingest.wait_for(500, timeout=10)
+    assert_exactly_once(ingest, series("term", 500))
+    assert eventually(lambda: not alive(deliverers[0]), timeout=10), "the delivery process outlived its work"
+
+
+def test_logs_and_errors_of_the_delivery_process_reach_the_app(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest.default(Answer(400))
+    errors: list[Exception] = []
+    client = PeekApiClient({**options, "delivery": "process", "on_error": errors.append})
+    with caplog.at_level(logging.INFO, logger="peekapi"):
+        client.track({"method": "GET", "path": "/a", "status_code": 200, "response_time_ms": 1.0})
+        assert client.flush(5)
+        assert client.shutdown(5)
+    assert [type(e).__name__ for e in errors] == ["DeliveryError"]
+    assert getattr(errors[0], "status", None) == 400 and getattr(errors[0], "events", None) == 1
+    assert any("rejected" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert client.stats()["dropped"]["rejected"] == 1
+
+
+def test_events_that_marshal_cannot_carry_are_encoded_in_the_app(ingest: IngestServer, options: dict[str, Any]) -> None:
+    class Odd:
+        def __str__(self) -> str:
+            return "odd"
+
+    client = PeekApiClient({**options, "delivery": "process"})
+    client.track({"method": "GET", "path": "/ok", "status_code": 200, "response_time_ms": 1.0})
+    client.track({"method": "GET", "path": Odd(), "status_code": 200, "response_time_ms": 1.0})
+    client.track({"method": "GET", "path": "/bad", "status_code": object(), "response_time_ms": 1.0})
+    assert client.flush(5)
+    assert sorted(e["path"] for e in ingest.events()) == ["/ok", "odd"]
+    assert client.shutdown(5)
+    stats = client.stats()
+    assert stats["tracked"] == 3 and stats["sent"] == 2 and stats["dropped"]["invalid"] == 1
+
+
+def fake_python(tmp_path: Path, body: str) -> str:
+    """An executable named like a Python interpreter that only runs ``body`` (a shell script)."""
+    path = tmp_path / "python3-fake"
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+@pytest.mark.parametrize("body", ["exit 3", "sleep 0.2; exit 0"], ids=["exits", "says-nothing"])
+def test_a_delivery_process_that_never_starts_falls_back_to_threads(
+    ingest: IngestServer,
+    options: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    body: str,
+) -> None:
+    monkeypatch.setattr(sys, "executable", fake_python(tmp_path, body))
+    with caplog.at_level(logging.WARNING, logger="peekapi"):
+        client = PeekApiClient({**options, "delivery": "process"})
+        for i in range(300):
+            client.track({"method": "GET", "path": f"/f/{i}", "status_code": 200, "response_time_ms": 1.0})
+        assert client.flush(15)
+        assert client.shutdown(5)
+    assert sorted(e["path"] for e in ingest.events()) == sorted(f"/f/{i}" for i in range(300))
+    assert client.stats()["sent"] == 300 and client.stats()["dropped_total"] == 0
+    assert "while starting" in caplog.text
+
+
+def test_no_python_executable_means_threads(
+    ingest: IngestServer, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", "/usr/sbin/uwsgi")
+    before = set(children_of(os.getpid()))
+    with caplog.at_level(logging.INFO, logger="peekapi"):
+        client = PeekApiClient({**options, "delivery": "process"})
+    assert set(children_of(os.getpid())) <= before
+    client.track({"method": "GET", "path": "/t", "status_code": 200, "response_time_ms": 1.0})
+    assert client.flush(5)
+    assert client.shutdown(5)
+    assert [e["path"] for e in ingest.events()] == ["/t"]
+    assert "not a Python interpreter" in caplog.text
+
+
+def test_a_delivery_process_killed_mid_run_is_replaced_and_the_loss_counted(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    before = set(children_of(os.getpid()))
+    client = PeekApiClient({**options, "delivery": "process", "flush_interval": 60, "batch_size": 1000})
+    for i in range(100):
+        client.track({"method": "GET", "path": f"/k/{i}", "status_code": 200, "response_time_ms": 1.0})
+    assert eventually(lambda: client.stats()["queue_depth"] == 100 and len(set(children_of(os.getpid())) - before) == 1)
+    (first,) = set(children_of(os.getpid())) - before
+    os.kill(first, signal.SIGKILL)
+    with caplog.at_level(logging.WARNING, logger="peekapi"):
+        assert eventually(lambda: client.stats()["dropped"]["process_lost"] == 100, timeout=10)
+        for i in range(100, 150):
+            client.track({"method": "GET", "path": f"/k/{i}", "status_code": 200, "response_time_ms": 1.0})
+        assert client.flush(10)
+    assert "ended unexpectedly" in caplog.text
+    assert sorted(e["path"] for e in ingest.events()) == sorted(f"/k/{i}" for i in range(100, 150))
+    assert client.shutdown(5)
+    stats = client.stats()
+    assert stats["tracked"] == 150 and stats["sent"] == 50 and stats["dropped_total"] == 100
