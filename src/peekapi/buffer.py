@@ -124,11 +124,12 @@ class EventBuffer:
         the event is not kept and ``dropped_full`` is bumped. O(1), lock-free, never raises.
         """
         items = self._items
-        if len(items) + self.held_elsewhere >= self.capacity:
+        queued = len(items)
+        if queued + self.held_elsewhere >= self.capacity:
             self.dropped_full.bump()
         else:
             items.append(entry)
-            if len(items) < self.batch_size:
+            if queued + 1 < self.batch_size:
                 return False
         if self.wake_pending:
             return False

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from .consumer import hash_consumer_id
+
 logger = logging.getLogger("peekapi")
 
 MAX_METHOD_LENGTH = 16
@@ -56,6 +58,9 @@ class DroppedEvent(Exception):
 
 #: The fields of a *compact event*: the tuple a middleware hands over instead of a dict (cheaper to build on
 #: the request path and to pass to the delivery process), followed by its tracking time (epoch seconds).
+#: The ASGI middleware may leave the request's headers to be read here, off the request path: its
+#: ``consumer_id`` is then the ASGI header list (``[(name, value), ...]`` of bytes) and its ``request_size`` the
+#: body bytes the application read, both resolved by :func:`resolve_headers` with the default consumer rule.
 COMPACT_FIELDS = (
     "method",
     "path",
@@ -84,6 +89,11 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     if kind is bytes:
         return raw  # type: ignore[return-value]
     if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
+        if type(raw[6]) is list:  # type: ignore[index]
+            raw = resolve_headers(raw)  # type: ignore[arg-type]
+        fast = _encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
+        if fast is not None:
+            return fast
         raw = dict(zip(COMPACT_FIELDS, raw[:-1], strict=True))  # type: ignore[index]
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
@@ -156,6 +166,79 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
         f'{{"method":{_escape(method)},"path":{_escape(path)},"status_code":{status},'
         f'"response_time_ms":{latency!r},"request_size":{request_size},"response_size":{response_size},'
         f'"consumer_id":{consumer_json},"timestamp":{_escape(timestamp)}{route_json}}}'
+    )
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return data if len(data) <= max_event_bytes else None
+
+
+def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A compact event whose ``consumer_id`` is the ASGI header list, with the consumer and request size filled in.
+
+    ``request_size`` becomes the Content-Length when there is a valid one (else it stays the bytes read), and
+    ``consumer_id`` the default rule's answer: ``x-api-key`` as is, else the hashed ``authorization``, else None.
+    """
+    length = api_key = authorization = None
+    try:
+        for name, value in raw[6]:
+            if name in _WANTED:
+                if name == b"content-length":
+                    length = value
+                elif name == b"x-api-key":
+                    api_key = value
+                else:
+                    authorization = value
+    except (TypeError, ValueError):  # not a header list after all: no consumer, sizes as they are
+        pass
+    request_size = raw[4]
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            declared = -1
+        if declared >= 0:
+            request_size = declared
+    consumer = None
+    if api_key:
+        consumer = api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
+    elif authorization:
+        text = authorization.decode("latin-1") if isinstance(authorization, bytes) else str(authorization)
+        consumer = hash_consumer_id(text)
+    return (*raw[:4], request_size, raw[5], consumer, *raw[7:])
+
+
+_WANTED = frozenset((b"content-length", b"x-api-key", b"authorization"))
+
+
+def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
+    """:func:`_encode_plain` for a compact event (the middleware's tuple): None whenever anything needs repair."""
+    method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
+    if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
+        return None
+    if type(latency) is not float or not 0.0 <= latency < math.inf:
+        return None
+    if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
+        return None
+    if len(path) > MAX_PATH_LENGTH or len(method) > MAX_METHOD_LENGTH:
+        return None
+    if consumer is None:
+        consumer_json = "null"
+    elif type(consumer) is str and consumer and len(consumer) <= MAX_CONSUMER_ID_LENGTH:
+        consumer_json = _escape(consumer)
+    else:
+        return None
+    if route is None:
+        route_json = ""
+    elif type(route) is str and route and len(route) <= MAX_PATH_LENGTH:
+        route_json = ',"route":' + _escape(route)
+    else:
+        return None
+    text = (
+        f'{{"method":{_escape(method.upper())},"path":{_escape(path)},"status_code":{status},'
+        f'"response_time_ms":{latency!r},"request_size":{request_size},"response_size":{response_size},'
+        f'"consumer_id":{consumer_json},"timestamp":"{format_timestamp(tracked_at)}"{route_json}}}'
     )
     try:
         data = text.encode("utf-8")

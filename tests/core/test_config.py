@@ -118,3 +118,16 @@ def test_options_fields_are_all_documented() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [f.name for f in dataclasses.fields(Options) if f"`{f.name}`" not in readme]
     assert missing == []
+
+
+def test_delivery_mode_from_the_option_else_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PEEKAPI_DELIVERY", raising=False)
+    assert resolve_options({"api_key": "ak_x"}).delivery == "process"
+    monkeypatch.setenv("PEEKAPI_DELIVERY", "thread")
+    assert resolve_options({"api_key": "ak_x"}).delivery == "thread"
+    assert resolve_options({"api_key": "ak_x", "delivery": "process"}).delivery == "process"
+    with pytest.raises(ValueError, match="option 'delivery' must be one of 'process', 'thread', got 'fork'"):
+        resolve_options({"api_key": "ak_x", "delivery": "fork"})
+    monkeypatch.setenv("PEEKAPI_DELIVERY", "threads")
+    with pytest.raises(ValueError, match="PEEKAPI_DELIVERY must be one of"):
+        resolve_options({"api_key": "ak_x"})

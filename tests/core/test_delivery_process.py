@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import stat
 import sys
@@ -145,12 +146,15 @@ def test_no_python_executable_means_threads(
 def test_a_delivery_process_killed_mid_run_is_replaced_and_the_loss_counted(
     ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    before = set(children_of(os.getpid()))
-    client = PeekApiClient({**options, "delivery": "process", "flush_interval": 60, "batch_size": 1000})
-    for i in range(100):
-        client.track({"method": "GET", "path": f"/k/{i}", "status_code": 200, "response_time_ms": 1.0})
-    assert eventually(lambda: client.stats()["queue_depth"] == 100 and len(set(children_of(os.getpid())) - before) == 1)
-    (first,) = set(children_of(os.getpid())) - before
+    with caplog.at_level(logging.DEBUG, logger="peekapi"):
+        client = PeekApiClient({**options, "delivery": "process", "flush_interval": 60, "batch_size": 1000})
+        for i in range(100):
+            client.track({"method": "GET", "path": f"/k/{i}", "status_code": 200, "response_time_ms": 1.0})
+        assert eventually(lambda: client.stats()["queue_depth"] == 100 and "delivery process" in caplog.text)
+    started = re.search(r"delivery process (\d+) started", caplog.text)
+    assert started is not None
+    first = int(started.group(1))
+    assert first in children_of(os.getpid())
     os.kill(first, signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="peekapi"):
         assert eventually(lambda: client.stats()["dropped"]["process_lost"] == 100, timeout=10)

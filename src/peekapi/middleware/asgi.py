@@ -16,9 +16,6 @@ logger = logging.getLogger("peekapi")
 
 __all__ = ["PeekApiASGI"]
 
-# Up to this many request headers, a Python loop finds the three the middleware reads faster than dict().
-_SCAN_MAX = 6
-
 
 class PeekApiASGI:
     """Records every HTTP request that passes through an ASGI application.
@@ -108,13 +105,14 @@ class _Exchange:
         return message
 
     def send(self, message: Message) -> Awaitable[None]:
-        # A plain function handing back the server's own awaitable: no extra coroutine per message, except
-        # for the last body message, after which the request is recorded.
+        # A plain function handing back the server's own awaitable: no coroutine of its own per message. The
+        # request is recorded as the application hands its last body byte to the server (the server's
+        # writing it to the socket buffer is not waited for); a pathsend, after the server sent the file.
         kind = message["type"]
         if kind == "http.response.body":
             self.sent += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return self._send_last(message)
+            if not message.get("more_body", False) and not self.done:
+                self.finish()
         elif kind == "http.response.start":
             self.status = message["status"]
             self.response_headers = message.get("headers", self.response_headers)
@@ -124,9 +122,8 @@ class _Exchange:
 
     async def _send_last(self, message: Message) -> None:
         await self._send(message)
-        if message["type"] == "http.response.pathsend":
-            # The server sent a whole file: its Content-Length is the body size.
-            self.sent = _content_length(self.response_headers)
+        # The server sent a whole file: its Content-Length is the body size.
+        self.sent = _content_length(self.response_headers)
         self.finish()
 
     def finish(self) -> None:
@@ -137,41 +134,24 @@ class _Exchange:
             middleware = self.middleware
             capture = middleware._capture
             scope = self.scope
-            raw_headers = scope.get("headers") or ()
-            content_length = api_key = authorization = None
-            if len(raw_headers) <= _SCAN_MAX:
-                for name, value in raw_headers:
-                    if name == b"content-length":
-                        content_length = value
-                    elif name == b"x-api-key":
-                        api_key = value
-                    elif name == b"authorization":
-                        authorization = value
-            else:  # many headers (browsers): one pass in C beats a Python loop
-                by_name = dict(raw_headers)
-                content_length = by_name.get(b"content-length")
-                api_key = by_name.get(b"x-api-key")
-                authorization = by_name.get(b"authorization")
-            if capture.identify is not None:
-                consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
-            elif api_key is None and authorization is None:
-                consumer_id = None
-            else:
-                consumer_id = capture.default_consumer(
-                    api_key.decode("latin-1") if api_key else None,
-                    authorization.decode("latin-1") if authorization else None,
-                )
-            request_size = self.received if content_length is None else parse_size(content_length)
+            raw_headers = scope.get("headers") or []
             path = self.path
             if capture.query_string:
                 path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
+            if capture.identify is None:
+                # The headers are read later, off the request path (see peekapi.event.resolve_headers).
+                consumer_id: object = raw_headers if type(raw_headers) is list else list(raw_headers)
+                request_size: object = self.received
+            else:
+                consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
+                request_size = _request_size(raw_headers, self.received)
             capture.track(
                 (
                     scope["method"],
                     path,
                     self.status or 500,
                     (end - self.start) * 1000.0,
-                    self.received if request_size is None else request_size,
+                    request_size,
                     self.sent,
                     consumer_id,
                     middleware._routes.template(scope),
@@ -180,6 +160,14 @@ class _Exchange:
             )
         except Exception:  # never into the app
             logger.exception("peekapi: could not record an ASGI request")
+
+
+def _request_size(headers: Iterable[tuple[bytes, bytes]], received: int) -> int:
+    for name, value in headers:
+        if name == b"content-length":
+            size = parse_size(value)
+            return received if size is None else size
+    return received
 
 
 def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:

@@ -35,9 +35,12 @@ _MAX_CACHED = 1024
 class ASGIRoutes:
     """Route-template lookup for one ASGI middleware instance. Thread-safe (caches are plain dict swaps)."""
 
-    __slots__ = ("_endpoints", "_endpoints_router", "_lock", "_mounts", "_typed")
+    __slots__ = ("_endpoints", "_endpoints_router", "_lock", "_mounts", "_plain", "_typed")
 
     def __init__(self) -> None:
+        # Starlette routes outside any mount and without FastAPI's route context: template by route object.
+        # Keyed by id (routes compare by value and are not hashable); the route itself is kept to check the id.
+        self._plain: dict[int, tuple[object, str | None]] = {}
         self._mounts: dict[str, str] = {}
         self._typed: dict[str, str] = {}
         self._endpoints: dict[int, tuple[object, str | None]] = {}
@@ -47,10 +50,20 @@ class ASGIRoutes:
     def template(self, scope: Scope) -> str | None:
         """The template of the route that handled ``scope`` (called once the application is done with it)."""
         try:
+            route = scope.get("route")
+            if route is not None and "app_root_path" not in scope and "fastapi" not in scope:
+                cached = self._plain.get(id(route))
+                if cached is not None and cached[0] is route:
+                    return cached[1]
+                template = self._starlette(scope, route)
+                with self._lock:
+                    if len(self._plain) >= _MAX_CACHED:
+                        self._plain = {}
+                    self._plain[id(route)] = (route, template)
+                return template
             litestar = scope.get("path_template")
             if litestar is not None:
                 return self._litestar(scope, litestar)
-            route = scope.get("route")
             if route is not None:
                 return self._starlette(scope, route)
             if "endpoint" in scope and "router" in scope:
