@@ -5,15 +5,18 @@ JSON encoding and HTTP cost the application's GIL nothing. It reads frames (see 
 socket it was given, and answers flushes, stats requests and the stop; its log records and ``on_error`` reports
 travel back to the application, which logs them under its own ``peekapi`` logger.
 
-It ignores SIGINT and SIGTERM (a terminal's Ctrl-C or a service manager reaches the whole process group; the
-application decides when delivery ends) and ends when told to stop, or when the application is gone (end of
-stream, or a new parent), after delivering or spooling what it holds within ``shutdown_timeout``.
+It runs at a background priority (nice 10, SCHED_BATCH on Linux), so that on a busy machine the application's
+own threads come first. It runs in a session of its own and ignores SIGINT and SIGTERM besides (a service manager
+may signal every process of the service; the application decides when delivery ends). It ends when told to stop,
+or when the application is gone (end of stream, or a new parent), after delivering or spooling what it holds
+within ``shutdown_timeout``.
 
 Started by ``peekapi.relay`` as ``python -c <bootstrap> <fd>``; not meant to be run by hand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -132,11 +135,23 @@ class Deliverer:
         self.worker.stop(time.monotonic() + self.settings.shutdown_timeout)
 
 
+def _background_priority() -> None:
+    """Yield the CPU to the application: nice 10 and, on Linux, the SCHED_BATCH policy (no wake-up preemption).
+
+    Set before any thread starts, so that every thread of this process inherits it. Never raises.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``argv[0]`` is the file descriptor of the socket to the application."""
     args = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _background_priority()
     out = Channel(__import__("socket").socket(fileno=int(args[0])))
     try:
         kind, payload = out.receive()
