@@ -39,6 +39,10 @@ class ChannelClosed(Exception):
     """The other end is gone (or sent something that is not a frame)."""
 
 
+class ChannelBusy(ChannelClosed):
+    """Another send held the channel for the whole timeout; nothing was sent, and the channel is still usable."""
+
+
 class Channel:
     """One end of the socket. ``send`` is thread-safe; ``receive`` is for one reading thread only."""
 
@@ -67,7 +71,10 @@ class Channel:
         """
         body = marshal.dumps(payload) if raw is None else raw  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
-        with self._send_lock:
+        # Bounded wait for the lock too: a signal handler may run on a thread that is inside send() already.
+        if not self._send_lock.acquire(timeout=max(timeout, 0.0)):
+            raise ChannelBusy("the channel stayed busy")
+        try:
             if self._broken:
                 raise ChannelClosed("an earlier frame was cut short")
             view = memoryview(HEADER.pack(len(body), kind) + body if len(body) < 65536 else b"")
@@ -76,6 +83,8 @@ class Channel:
             else:  # a large body: no copy of it just to put five bytes in front
                 self._send_all(memoryview(HEADER.pack(len(body), kind)), deadline, on_stall, whole=True)
                 self._send_all(memoryview(body), deadline, on_stall, whole=False)
+        finally:
+            self._send_lock.release()
 
     def _send_all(self, view: memoryview, deadline: float, on_stall: Callable[[], None] | None, *, whole: bool) -> None:
         # sock.send() waits up to the socket's timeout for room; a partial send resumes where it stopped.

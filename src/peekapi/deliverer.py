@@ -32,6 +32,7 @@ from . import channel, worker
 from .buffer import EventBuffer
 from .channel import Channel, ChannelClosed
 from .config import Settings
+from .lifecycle import unblock_all_signals
 from .spool import Spool
 from .stats import Stats
 from .transport import HttpTransport
@@ -149,6 +150,7 @@ def _background_priority() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: ``argv[0]`` is the file descriptor of the socket to the application."""
     args = sys.argv[1:] if argv is None else argv
+    unblock_all_signals()  # the mask of the relay thread that started this process
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _background_priority()

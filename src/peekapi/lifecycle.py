@@ -11,6 +11,7 @@ On SIGTERM/SIGINT the handler stops the client only when the signal's previous d
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -152,3 +153,31 @@ def _restore(ref_id: int) -> None:
                 signal.signal(signum, previous)
         except (ValueError, OSError, TypeError):
             continue  # not the main thread, or a previous handler installed from C (None)
+
+
+#: Signals meant for the application, kept away from peekapi's own threads (see ``block_app_signals``).
+_APP_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCHLD", "SIGWINCH")
+    if hasattr(signal, name)
+)
+
+
+def block_app_signals() -> None:
+    """Block the application's signals in the calling (background) thread. Never raises.
+
+    The kernel hands a signal sent to the process to any thread that does not block it. Python runs handlers on
+    the main thread only, at its next bytecode: were the signal handed to one of our threads while the main
+    thread sleeps in a system call (``signal.pause()``, a blocking read), the handler would not run until that
+    call returned, maybe never. Blocked here, such signals always reach a thread of the application.
+    """
+    if hasattr(signal, "pthread_sigmask"):
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _APP_SIGNALS)
+
+
+def unblock_all_signals() -> None:
+    """Clear the signal mask inherited through ``exec`` (a delivery process started from a background thread)."""
+    if hasattr(signal, "pthread_sigmask"):
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -37,9 +37,10 @@ from typing import Any
 from . import channel, worker
 from .batch import build_batches
 from .buffer import Doorbell, Entry, EventBuffer, unpack
-from .channel import Channel, ChannelClosed
+from .channel import Channel, ChannelBusy, ChannelClosed
 from .config import Settings
 from .event import DroppedEvent, encode_event
+from .lifecycle import block_app_signals
 from .spool import Spool
 from .stats import COUNTERS, DROP_REASONS, Stats
 from .worker import DeliveryError, Worker
@@ -208,7 +209,9 @@ class RelayWorker:
         totals = dict(self._retired)
         child = self._child
         if child is not None and not child.gone:
-            if fresh and threading.current_thread() is not self._thread:
+            # Not from the relay thread (it takes the answer in), nor once stopping (shutdown() may run in a
+            # signal handler that interrupted this very channel).
+            if fresh and not self._closing and threading.current_thread() is not self._thread:
                 self._refresh(child)
             snap = child.snapshot
             if snap is not None:
@@ -221,6 +224,7 @@ class RelayWorker:
     # -- the relay thread ----------------------------------------------------------------------------------
 
     def _guarded(self) -> None:
+        block_app_signals()
         try:
             self._run()
         except Exception:  # pragma: no cover - defensive: fall back rather than stop delivering
@@ -273,6 +277,8 @@ class RelayWorker:
                     self._awaiting[token] = (marker, deadline)
                     self._send_flush(child, token, deadline)
                 return True
+            except ChannelBusy:
+                return True  # another thread holds the channel (a signal handler's shutdown): next round
             except ChannelClosed as exc:
                 self._lost(child, f"the delivery process stopped answering ({exc})")
 
@@ -282,10 +288,14 @@ class RelayWorker:
         except ValueError:  # something marshal cannot carry (metadata objects, say): encode those here
             entries = self._portable(entries)
             body = marshal.dumps(entries)
+        try:
+            child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._take_answers(child))
+        except ChannelBusy:
+            self._buffer.put_back(entries)  # nothing went out: hand them over next time
+            raise
         child.forwarded += len(entries)
         if not child.ready:
             child.unconfirmed += entries
-        child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._take_answers(child))
 
     def _portable(self, entries: list[Entry]) -> list[Entry]:
         """``entries`` with each one marshal cannot carry encoded here (or dropped, counted, when it is invalid)."""

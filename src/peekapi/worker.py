@@ -24,6 +24,7 @@ from typing import Protocol
 from .batch import Batch, build_batches
 from .buffer import Doorbell, Entry, EventBuffer, unpack
 from .config import Settings
+from .lifecycle import block_app_signals
 from .spool import Claim, Spool
 from .stats import Stats
 from .transport import MAX_ATTEMPTS, SendResult, backoff_delay
@@ -477,6 +478,7 @@ class Worker:
 
     def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
+            block_app_signals()
             while True:
                 try:
                     loop()

@@ -145,6 +145,9 @@ class Child:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                self.proc.send_signal(signal.SIGUSR1)  # the child's threads' stacks, on its stderr
+            time.sleep(1.0)
             raise AssertionError(f"{self.name}: still running after {timeout} s\n{self.stderr}") from None
         for reader in self._readers:
             reader.join(5.0)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
 
 from peekapi import PeekApiClient
+
+# A child that hangs shows where: the test sends SIGUSR1 before it gives up (see Child.wait).
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def options(**overrides: Any) -> dict[str, Any]:
