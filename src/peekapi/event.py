@@ -89,11 +89,11 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     if kind is bytes:
         return raw  # type: ignore[return-value]
     if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
-        if type(raw[6]) is list:  # type: ignore[index]
-            raw = resolve_headers(raw)  # type: ignore[arg-type]
         fast = _encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
         if fast is not None:
             return fast
+        if type(raw[6]) is list:  # type: ignore[index]
+            raw = resolve_headers(raw)  # type: ignore[arg-type]
         raw = dict(zip(COMPACT_FIELDS, raw[:-1], strict=True))  # type: ignore[index]
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
@@ -180,9 +180,15 @@ def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
     ``request_size`` becomes the Content-Length when there is a valid one (else it stays the bytes read), and
     ``consumer_id`` the default rule's answer: ``x-api-key`` as is, else the hashed ``authorization``, else None.
     """
+    request_size, consumer = _from_headers(raw[6], raw[4])
+    return (*raw[:4], request_size, raw[5], consumer, *raw[7:])
+
+
+def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:
+    """The request size and the default consumer id of an ASGI header list (see :func:`resolve_headers`)."""
     length = api_key = authorization = None
     try:
-        for name, value in raw[6]:
+        for name, value in headers:
             if name in _WANTED:
                 if name == b"content-length":
                     length = value
@@ -192,7 +198,7 @@ def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
                     authorization = value
     except (TypeError, ValueError):  # not a header list after all: no consumer, sizes as they are
         pass
-    request_size = raw[4]
+    request_size = received
     if length is not None:
         try:
             declared = int(length)
@@ -200,13 +206,12 @@ def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
             declared = -1
         if declared >= 0:
             request_size = declared
-    consumer = None
     if api_key:
-        consumer = api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
-    elif authorization:
+        return request_size, api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
+    if authorization:
         text = authorization.decode("latin-1") if isinstance(authorization, bytes) else str(authorization)
-        consumer = hash_consumer_id(text)
-    return (*raw[:4], request_size, raw[5], consumer, *raw[7:])
+        return request_size, hash_consumer_id(text)
+    return request_size, None
 
 
 _WANTED = frozenset((b"content-length", b"x-api-key", b"authorization"))
@@ -215,6 +220,8 @@ _WANTED = frozenset((b"content-length", b"x-api-key", b"authorization"))
 def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
     """:func:`_encode_plain` for a compact event (the middleware's tuple): None whenever anything needs repair."""
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
+    if type(consumer) is list:
+        request_size, consumer = _from_headers(consumer, request_size)
     if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
         return None
     if type(latency) is not float or not 0.0 <= latency < math.inf:

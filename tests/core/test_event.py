@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peekapi import PeekApiClient, RequestEvent
+from peekapi import PeekApiClient, RequestEvent, hash_consumer_id
 from peekapi.event import DroppedEvent, encode_event, encode_general
 from tests.support.ingest import IngestServer
 
@@ -197,3 +197,25 @@ def test_fast_path_matches_the_general_path(raw: dict[str, Any], tracked_at: flo
     except DroppedEvent as exc:
         actual = exc.reason
     assert actual == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "read", "size", "consumer"),
+    [
+        ([(b"host", b"h"), (b"content-length", b"12")], 0, 12, None),
+        ([(b"transfer-encoding", b"chunked")], 30, 30, None),
+        ([(b"content-length", b"oops")], 5, 5, None),
+        ([(b"x-api-key", b"key-1"), (b"authorization", b"Bearer t")], 0, 0, "key-1"),
+        ([(b"authorization", b"Bearer t")], 0, 0, hash_consumer_id("Bearer t")),
+    ],
+)
+def test_a_compact_event_with_its_header_list_encodes_like_the_resolved_event(
+    headers: list[tuple[bytes, bytes]], read: int, size: int, consumer: str | None
+) -> None:
+    at = 1_700_000_000.25
+    compact = ("get", "/p", 201, 1.5, read, 7, headers, "/p", at)
+    wire = json.loads(encode_event(compact, at, 65_536))
+    assert wire["request_size"] == size and wire["consumer_id"] == consumer
+    expected = {"method": "GET", "path": "/p", "status_code": 201, "response_time_ms": 1.5, "request_size": size,
+                "response_size": 7, "consumer_id": consumer, "route": "/p"}  # fmt: skip
+    assert encode_event(compact, at, 65_536) == encode_general(expected, at, 65_536)
