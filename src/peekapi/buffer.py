@@ -106,7 +106,16 @@ class EventBuffer:
     in batches not yet sent), which the worker keeps current.
     """
 
-    __slots__ = ("_items", "batch_size", "capacity", "dropped_full", "held_elsewhere", "taken", "wake_pending")
+    __slots__ = (
+        "_items",
+        "_reported_drops",
+        "batch_size",
+        "capacity",
+        "dropped_full",
+        "held_elsewhere",
+        "taken",
+        "wake_pending",
+    )
 
     def __init__(self, capacity: int, batch_size: int) -> None:
         self._items: collections.deque[Entry] = collections.deque()
@@ -116,6 +125,7 @@ class EventBuffer:
         self.taken = 0
         self.wake_pending = False
         self.dropped_full = Counter()
+        self._reported_drops = 0
 
     def offer(self, entry: Entry) -> bool:
         """Append ``entry``; return True when the worker should be woken (a full batch is waiting).
@@ -135,6 +145,12 @@ class EventBuffer:
             return False
         self.wake_pending = True
         return True
+
+    def unreported_drops(self) -> int:
+        """Events dropped for a full memory since the last call (to count them once). The taking thread only."""
+        full = self.dropped_full.value
+        new, self._reported_drops = full - self._reported_drops, full
+        return new
 
     def take(self, limit: int) -> list[tuple[object, float]]:
         """Remove up to ``limit`` of the oldest events; return them with their tracking times. One thread only."""

@@ -169,22 +169,13 @@ class PeekApiClient:
         """Counters since start: tracked, sent, retried, spooled, recovered, dropped by reason, queue depth."""
         buffer = self._buffer
         worker = self._worker
-        remote = worker.counters() if isinstance(worker, RelayWorker) else None
-        waiting = worker.waiting if isinstance(worker, RelayWorker) else 0
         queued = len(buffer)
-        snapshot = self._stats.snapshot(
+        return self._stats.snapshot(
             tracked=buffer.taken + queued + buffer.dropped_full.value + self._closed_drops.value,
-            queue_depth=queued + waiting,
+            queue_depth=queued + worker.waiting,
             in_flight=worker.in_flight,
+            elsewhere=worker.counters(),
         )
-        if remote:
-            for name in ("sent", "sent_batches", "retried", "spooled", "recovered"):
-                snapshot[name] += remote.get(name, 0)
-            dropped = snapshot["dropped"]
-            for reason in dropped:
-                dropped[reason] += remote.get(reason, 0)
-            snapshot["dropped_total"] = sum(dropped.values())
-        return snapshot
 
     # -- lifecycle hooks (called by peekapi.lifecycle) ----------------------------------------------------
 

@@ -127,41 +127,87 @@ def encode_general(raw: object, tracked_at: float, max_event_bytes: int) -> byte
 
 
 def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) -> bytes | None:
-    """The fast path for a well-formed event without metadata (what the middleware tracks).
-
-    Builds the JSON text directly (strings escaped by the json module's C escaper) and returns None whenever
-    anything needs repair or checking, so that the general path decides. Same output as the general path.
-    """
-    method, path = raw.get("method"), raw.get("path")
-    status, latency = raw.get("status_code"), raw.get("response_time_ms")
-    if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
+    """The fast path for a well-formed dict event without metadata; None whenever the general path must decide."""
+    if raw.get("metadata") is not None:
         return None
-    if type(latency) is int:
-        latency = float(latency)
-    elif type(latency) is not float:
-        return None
-    if not 0.0 <= latency < math.inf:  # also false for NaN
-        return None
-    request_size, response_size = raw.get("request_size", 0), raw.get("response_size", 0)
-    if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
-        return None
-    consumer, route, timestamp = raw.get("consumer_id"), raw.get("route"), raw.get("timestamp")
-    if raw.get("metadata") is not None or len(path) > MAX_PATH_LENGTH:
-        return None
-    if consumer is not None and (type(consumer) is not str or not consumer or len(consumer) > MAX_CONSUMER_ID_LENGTH):
-        return None
-    if route is not None and (type(route) is not str or not route or len(route) > MAX_PATH_LENGTH):
-        return None
+    timestamp = raw.get("timestamp")
     if timestamp:
         if type(timestamp) is not str or len(timestamp) > 64:
             return None
     else:
         timestamp = format_timestamp(tracked_at)
-    method = method.upper()
-    if len(method) > MAX_METHOD_LENGTH:
+    latency = raw.get("response_time_ms")
+    return _encode_fields(
+        raw.get("method"),
+        raw.get("path"),
+        raw.get("status_code"),
+        float(latency) if type(latency) is int else latency,
+        raw.get("request_size", 0),
+        raw.get("response_size", 0),
+        raw.get("consumer_id"),
+        raw.get("route"),
+        timestamp,
+        max_event_bytes,
+    )
+
+
+def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
+    """The fast path for a compact event (the middleware's tuple); None whenever the general path must decide."""
+    method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
+    if type(consumer) is list:
+        request_size, consumer = _from_headers(consumer, request_size)
+    return _encode_fields(
+        method,
+        path,
+        status,
+        latency,
+        request_size,
+        response_size,
+        consumer,
+        route,
+        format_timestamp(tracked_at),
+        max_event_bytes,
+    )
+
+
+def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in the worker's hot loop
+    method: Any,
+    path: Any,
+    status: Any,
+    latency: Any,
+    request_size: Any,
+    response_size: Any,
+    consumer: Any,
+    route: Any,
+    timestamp: str,
+    max_event_bytes: int,
+) -> bytes | None:
+    """The wire JSON of well-typed fields, built directly (strings escaped by the json module's C escaper).
+
+    Returns None whenever anything needs repair or checking, so that the general path decides: the output is
+    then the same as the general path's.
+    """
+    if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
         return None
-    consumer_json = "null" if consumer is None else _escape(consumer)
-    route_json = "" if route is None else ',"route":' + _escape(route)
+    if type(latency) is not float or not 0.0 <= latency < math.inf:  # also false for NaN
+        return None
+    if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
+        return None
+    method = method.upper()  # before the length check: upper-casing may lengthen it ("ß" -> "SS")
+    if len(path) > MAX_PATH_LENGTH or len(method) > MAX_METHOD_LENGTH:
+        return None
+    if consumer is None:
+        consumer_json = "null"
+    elif type(consumer) is str and consumer and len(consumer) <= MAX_CONSUMER_ID_LENGTH:
+        consumer_json = _escape(consumer)
+    else:
+        return None
+    if route is None:
+        route_json = ""
+    elif type(route) is str and route and len(route) <= MAX_PATH_LENGTH:
+        route_json = ',"route":' + _escape(route)
+    else:
+        return None
     text = (
         f'{{"method":{_escape(method)},"path":{_escape(path)},"status_code":{status},'
         f'"response_time_ms":{latency!r},"request_size":{request_size},"response_size":{response_size},'
@@ -215,43 +261,6 @@ def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:
 
 
 _WANTED = frozenset((b"content-length", b"x-api-key", b"authorization"))
-
-
-def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
-    """:func:`_encode_plain` for a compact event (the middleware's tuple): None whenever anything needs repair."""
-    method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
-    if type(consumer) is list:
-        request_size, consumer = _from_headers(consumer, request_size)
-    if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
-        return None
-    if type(latency) is not float or not 0.0 <= latency < math.inf:
-        return None
-    if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
-        return None
-    if len(path) > MAX_PATH_LENGTH or len(method) > MAX_METHOD_LENGTH:
-        return None
-    if consumer is None:
-        consumer_json = "null"
-    elif type(consumer) is str and consumer and len(consumer) <= MAX_CONSUMER_ID_LENGTH:
-        consumer_json = _escape(consumer)
-    else:
-        return None
-    if route is None:
-        route_json = ""
-    elif type(route) is str and route and len(route) <= MAX_PATH_LENGTH:
-        route_json = ',"route":' + _escape(route)
-    else:
-        return None
-    text = (
-        f'{{"method":{_escape(method.upper())},"path":{_escape(path)},"status_code":{status},'
-        f'"response_time_ms":{latency!r},"request_size":{request_size},"response_size":{response_size},'
-        f'"consumer_id":{consumer_json},"timestamp":"{format_timestamp(tracked_at)}"{route_json}}}'
-    )
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None
-    return data if len(data) <= max_event_bytes else None
 
 
 def _encode(event: dict[str, Any]) -> bytes:

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from . import channel, worker
-from .batch import build_batches
 from .buffer import Doorbell, Entry, EventBuffer, unpack
 from .channel import Channel, ChannelBusy, ChannelClosed
 from .config import Settings
@@ -43,7 +42,7 @@ from .event import DroppedEvent, encode_event
 from .lifecycle import block_app_signals
 from .spool import Spool
 from .stats import COUNTERS, DROP_REASONS, Stats
-from .worker import DeliveryError, Worker
+from .worker import DeliveryError, Worker, report_error, spool_entries
 
 logger = logging.getLogger("peekapi")
 
@@ -139,7 +138,6 @@ class RelayWorker:
         self._child: _Child | None = None
         self._retired = dict.fromkeys(COUNTERS + DROP_REASONS, 0)  # counters of delivery processes that ended
         self._restarts = 0
-        self._reported_full = 0
         self._thread: threading.Thread | None = None
         self._threaded: Worker | None = None  # the fallback, once there is one
         self._finished = threading.Event()
@@ -204,21 +202,17 @@ class RelayWorker:
         in_flight: int = child.snapshot["in_flight"]
         return in_flight
 
-    def counters(self, fresh: bool = True) -> dict[str, int]:
-        """The delivery processes' counters (sent, retried, ..., dropped reasons), fetched fresh when ``fresh``."""
+    def counters(self) -> dict[str, int]:
+        """The delivery processes' counters (sent, retried, ..., dropped reasons), asked afresh of the live one."""
         totals = dict(self._retired)
         child = self._child
         if child is not None and not child.gone:
             # Not from the relay thread (it takes the answer in), nor once stopping (shutdown() may run in a
             # signal handler that interrupted this very channel).
-            if fresh and not self._closing and threading.current_thread() is not self._thread:
+            if not self._closing and threading.current_thread() is not self._thread:
                 self._refresh(child)
-            snap = child.snapshot
-            if snap is not None:
-                for name in COUNTERS:
-                    totals[name] += snap[name]
-                for reason, count in snap["dropped"].items():
-                    totals[reason] = totals.get(reason, 0) + count
+            if child.snapshot is not None:
+                _add_counters(totals, child.snapshot)
         return totals
 
     # -- the relay thread ----------------------------------------------------------------------------------
@@ -321,10 +315,7 @@ class RelayWorker:
         return out
 
     def _report_full(self) -> None:
-        full = self._buffer.dropped_full.value
-        if full > self._reported_full:
-            self._stats.drop("buffer_full", full - self._reported_full)
-            self._reported_full = full
+        self._stats.drop("buffer_full", self._buffer.unreported_drops())
 
     @property
     def waiting(self) -> int:
@@ -449,7 +440,7 @@ class RelayWorker:
             if waiter is not None:
                 waiter[0].set()
         elif kind == channel.ERROR:
-            self._report_error(DeliveryError(*value))
+            report_error(self._settings, DeliveryError(*value))
         elif kind == channel.STOPPED:
             child.done, child.snapshot = value
             child.stopped.set()
@@ -501,10 +492,7 @@ class RelayWorker:
         child.forwarded = 0
 
     def _retire(self, snap: dict[str, Any]) -> None:
-        for name in COUNTERS:
-            self._retired[name] += snap.get(name, 0)
-        for reason, count in snap.get("dropped", {}).items():
-            self._retired[reason] = self._retired.get(reason, 0) + count
+        _add_counters(self._retired, snap)
 
     def _stop_child(self) -> None:
         """Stop the delivery process by the deadline; what it could not take is spooled from here."""
@@ -566,26 +554,12 @@ class RelayWorker:
                 marker.set()
 
     def _spool_buffer(self) -> None:
-        buffer, settings = self._buffer, self._settings
-        while len(buffer):
-            batches = build_batches(
-                buffer.take(settings.batch_size),
-                max_count=settings.batch_size,
-                max_bytes=settings.max_batch_bytes,
-                max_event_bytes=settings.max_event_bytes,
-                on_drop=self._stats.drop,
-            )
-            written, lost, reason = self._spool.append(batches)
-            if written:
-                self._stats.add("spooled", written)
-            if lost and reason:
-                self._stats.drop(reason, lost)
+        spool_entries(self._settings, self._spool, self._stats, self._buffer.take_entries(len(self._buffer)))
 
-    def _report_error(self, error: DeliveryError) -> None:
-        callback = self._settings.on_error
-        if callback is None:
-            return
-        try:
-            callback(error)
-        except Exception:
-            logger.exception("peekapi: the on_error callback raised")
+
+def _add_counters(totals: dict[str, int], snap: dict[str, Any]) -> None:
+    """Add a delivery process's stats snapshot (its counters and drops by reason) into ``totals``."""
+    for name in COUNTERS:
+        totals[name] += snap.get(name, 0)
+    for reason, count in snap.get("dropped", {}).items():
+        totals[reason] = totals.get(reason, 0) + count

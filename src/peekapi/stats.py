@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import TypedDict
 
 logger = logging.getLogger("peekapi")
@@ -74,9 +75,14 @@ class Stats:
         self._cell()[reason] += count
         logger.warning("peekapi: dropped %d event(s): %s", count, reason)
 
-    def snapshot(self, tracked: int, queue_depth: int, in_flight: int) -> StatsSnapshot:
-        """The counters summed over all threads, together with the given gauges."""
+    def snapshot(
+        self, tracked: int, queue_depth: int, in_flight: int, elsewhere: Mapping[str, int] | None = None
+    ) -> StatsSnapshot:
+        """The counters summed over all threads (and ``elsewhere``: a delivery process's), with the given gauges."""
         totals = dict.fromkeys(COUNTERS + DROP_REASONS, 0)
+        for name, value in (elsewhere or {}).items():
+            if name in totals:
+                totals[name] += value
         for cell in list(self._cells.values()):
             for name, value in list(cell.items()):
                 totals[name] += value

@@ -90,7 +90,6 @@ class Worker:
         self._down = False
         self._failures = 0
         self._next_recovery = 0.0
-        self._reported_full = 0
         self._threads: list[threading.Thread] = []
         self._current: Batch | None = None  # the batch the sender is delivering
 
@@ -178,6 +177,13 @@ class Worker:
         self._outbox.clear()
         self._got_events = self._put_events
         self._to_spool(held)
+
+    #: Events on their way elsewhere (a delivery process has some; this worker has none).
+    waiting = 0
+
+    def counters(self) -> dict[str, int]:
+        """Counters kept elsewhere (a delivery process's); this worker counts in the client's ``Stats``."""
+        return {}
 
     @property
     def in_flight(self) -> int:
@@ -291,27 +297,14 @@ class Worker:
 
     def spill_entries(self, entries: list[Entry]) -> None:
         """Spool ``entries`` (buffer entries that memory has no room for) from the calling thread. Never raises."""
-        size = self._settings.batch_size
-        batches: list[Batch] = []
-        for start in range(0, len(entries), size):
-            batches += self._encode([unpack(entry) for entry in entries[start : start + size]])
-        self._to_spool(batches)
+        spool_entries(self._settings, self._spool, self._stats, entries)
         self._next_recovery = 0.0  # the sender sends them back out once it has caught up
 
     def _encode(self, items: list[tuple[object, float]]) -> list[Batch]:
-        return build_batches(
-            items,
-            max_count=self._settings.batch_size,
-            max_bytes=self._settings.max_batch_bytes,
-            max_event_bytes=self._settings.max_event_bytes,
-            on_drop=self._stats.drop,
-        )
+        return encode(self._settings, self._stats, items)
 
     def _report_full(self) -> None:
-        full = self._buffer.dropped_full.value
-        if full > self._reported_full:
-            self._stats.drop("buffer_full", full - self._reported_full)
-            self._reported_full = full
+        self._stats.drop("buffer_full", self._buffer.unreported_drops())
 
     # -- the sender -----------------------------------------------------------------------------------------
 
@@ -461,20 +454,10 @@ class Worker:
         return self._settings.retry_base_delay
 
     def _to_spool(self, batches: list[Batch]) -> None:
-        written, lost, reason = self._spool.append(batches)
-        if written:
-            self._stats.add("spooled", written)
-        if lost and reason:
-            self._stats.drop(reason, lost)
+        spool_batches(self._spool, self._stats, batches)
 
     def _report_error(self, error: DeliveryError) -> None:
-        callback = self._settings.on_error
-        if callback is None:
-            return
-        try:
-            callback(error)
-        except Exception:
-            logger.exception("peekapi: the on_error callback raised")
+        report_error(self._settings, error)
 
     def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -488,3 +471,42 @@ class Worker:
                     time.sleep(0.1)
 
         return run
+
+
+# -- shared with the relay (peekapi.relay), which spools and reports from its own thread -----------------------
+
+
+def encode(settings: Settings, stats: Stats, items: list[tuple[object, float]]) -> list[Batch]:
+    """Batches of ``items`` (event, tracked-at) under the settings' caps; a bad event is dropped and counted."""
+    return build_batches(
+        items,
+        max_count=settings.batch_size,
+        max_bytes=settings.max_batch_bytes,
+        max_event_bytes=settings.max_event_bytes,
+        on_drop=stats.drop,
+    )
+
+
+def spool_batches(spool: Spool, stats: Stats, batches: list[Batch]) -> None:
+    """Write ``batches`` to the spool, counting what was written (``spooled``) or lost (by reason). Never raises."""
+    written, lost, reason = spool.append(batches)
+    if written:
+        stats.add("spooled", written)
+    if lost and reason:
+        stats.drop(reason, lost)
+
+
+def spool_entries(settings: Settings, spool: Spool, stats: Stats, entries: list[Entry]) -> None:
+    """Encode buffer entries and spool them, from the calling thread. Never raises."""
+    spool_batches(spool, stats, encode(settings, stats, [unpack(entry) for entry in entries]))
+
+
+def report_error(settings: Settings, error: DeliveryError) -> None:
+    """Pass ``error`` to the user's ``on_error`` callback, if any; what it raises is logged. Never raises."""
+    callback = settings.on_error
+    if callback is None:
+        return
+    try:
+        callback(error)
+    except Exception:
+        logger.exception("peekapi: the on_error callback raised")

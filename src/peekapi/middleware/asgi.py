@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Iterable
-from time import perf_counter, time
+from time import perf_counter
 
 from peekapi.client import PeekApiClient
 
@@ -140,23 +140,22 @@ class _Exchange:
                 path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
             if capture.identify is None:
                 # The headers are read later, off the request path (see peekapi.event.resolve_headers).
-                consumer_id: object = raw_headers if type(raw_headers) is list else list(raw_headers)
-                request_size: object = self.received
+                consumer_id: str | list[tuple[bytes, bytes]] | None = (
+                    raw_headers if type(raw_headers) is list else list(raw_headers)
+                )
+                request_size = self.received
             else:
                 consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
                 request_size = _request_size(raw_headers, self.received)
-            capture.track(
-                (
-                    scope["method"],
-                    path,
-                    self.status or 500,
-                    (end - self.start) * 1000.0,
-                    request_size,
-                    self.sent,
-                    consumer_id,
-                    middleware._routes.template(scope),
-                    time(),
-                )
+            capture.emit(
+                scope["method"],
+                path,
+                middleware._routes.template(scope),
+                self.status or 500,
+                (end - self.start) * 1000.0,
+                request_size,
+                self.sent,
+                consumer_id,
             )
         except Exception:  # never into the app
             logger.exception("peekapi: could not record an ASGI request")

@@ -187,7 +187,11 @@ class Capture:
         elapsed_ms: float,
         request_size: int,
         response_size: int,
-        consumer_id: str | None,
+        consumer_id: str | list[tuple[bytes, bytes]] | None,
     ) -> None:
-        """Hand one request's event to the client. Never raises (``track()`` does not)."""
+        """Hand one request's event to the client as a compact event. Never raises (``track()`` does not).
+
+        ``consumer_id`` may be the ASGI header list instead, with ``request_size`` the body bytes read: both are
+        then resolved off the request path (``peekapi.event.resolve_headers``).
+        """
         self.track((method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from time import perf_counter, time
+from time import perf_counter
 from typing import Any, BinaryIO, cast
 
 from peekapi.client import PeekApiClient
@@ -153,29 +153,15 @@ class _Exchange:
             request_size = parse_size(content_length) if content_length else None
             if request_size is None:
                 request_size = self.input.count if self.input is not None else 0
-            if capture.identify is None:
-                api_key = environ.get("HTTP_X_API_KEY")
-                authorization = environ.get("HTTP_AUTHORIZATION")
-                consumer_id = (
-                    None
-                    if api_key is None and authorization is None
-                    else capture.default_consumer(api_key, authorization)
-                )
-            else:
-                consumer_id = capture.environ_consumer(environ)
-            status = 500 if self.failed else _STATUS_CODES.get(self.status) or _status_code(self.status)
-            capture.track(
-                (
-                    environ.get("REQUEST_METHOD", "GET"),
-                    path,
-                    status,
-                    (end - self.start) * 1000.0,
-                    request_size,
-                    self.sent,
-                    consumer_id,
-                    wsgi_route(environ, self.werkzeug_request),
-                    time(),
-                )
+            capture.emit(
+                environ.get("REQUEST_METHOD", "GET"),
+                path,
+                wsgi_route(environ, self.werkzeug_request),
+                500 if self.failed else _status_code(self.status),
+                (end - self.start) * 1000.0,
+                request_size,
+                self.sent,
+                capture.environ_consumer(environ),
             )
         except Exception:  # never into the app
             logger.exception("peekapi: could not record a WSGI request")
