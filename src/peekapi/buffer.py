@@ -154,11 +154,7 @@ class EventBuffer:
 
     def take(self, limit: int) -> list[tuple[object, float]]:
         """Remove up to ``limit`` of the oldest events; return them with their tracking times. One thread only."""
-        items = self._items
-        count = min(limit, len(items))
-        taken = [unpack(items.popleft()) for _ in range(count)]
-        self.taken += count
-        return taken
+        return [unpack(entry) for entry in self.take_entries(limit)]
 
     def take_entries(self, limit: int) -> list[Entry]:
         """Remove up to ``limit`` of the oldest entries as they are (for the hand-over to the delivery process)."""

@@ -346,8 +346,11 @@ class RelayWorker:
             logger.warning("peekapi: could not start the delivery process (%s); delivering from this process", exc)
             return None
         self._child = child
-        for token, (_marker, deadline) in self._awaiting.items():  # flushes the last one never answered
-            self._send_flush(child, token, deadline)
+        try:
+            for token, (_marker, deadline) in self._awaiting.items():  # flushes the last one never answered
+                self._send_flush(child, token, deadline)
+        except ChannelClosed:
+            pass  # gone already: found out and replaced (or fallen back from) like any other
         return child
 
     def _send_flush(self, child: _Child, token: int, deadline: float) -> None:
@@ -461,8 +464,8 @@ class RelayWorker:
         child = self._child
         if child is not None and child.gone:
             self._lost(child, "the delivery process ended unexpectedly")
-            if self._awaiting:
-                self._ensure_child()
+            if self._awaiting and self._ensure_child() is None:
+                self._fall_back()  # the flushes it never answered are the threads' now
 
     def _lost(self, child: _Child, why: str) -> None:
         """Account for a delivery process that is gone: what it was handed and had not settled is lost."""
