@@ -153,8 +153,12 @@ class RelayWorker:
         self._thread.start()
 
     def wake(self) -> None:
-        """Tell the relay events are waiting. Lock-free; safe on the request path."""
-        self._bell.ring()
+        """Tell the relay (or, once fallen back, the threads) that events wait. Lock-free; request-path safe."""
+        threaded = self._threaded
+        if threaded is not None:
+            threaded.wake()
+        else:
+            self._bell.ring()
 
     def flush(self, timeout: float) -> bool:
         """Hand everything buffered to the delivery process and wait until it is delivered (or spooled)."""
@@ -164,6 +168,9 @@ class RelayWorker:
         marker = threading.Event()
         self._flushes.append((marker, time.monotonic() + timeout))
         self._bell.ring()
+        threaded = self._threaded
+        if threaded is not None:  # fell back meanwhile, maybe after taking the queued flushes over
+            return threaded.flush(timeout)
         return marker.wait(timeout)
 
     def stop(self, deadline: float) -> bool:
@@ -392,7 +399,7 @@ class RelayWorker:
             process.kill()
             process.wait()
             out.close()
-            raise RuntimeError(str(exc)) from exc
+            raise RuntimeError(f"it ended while starting: {exc}") from exc
         return _Child(process, out)
 
     def _wait(self, timeout: float) -> None:
@@ -540,21 +547,28 @@ class RelayWorker:
             return
         threaded = self._make_worker()
         self._buffer.batch_size = self._settings.batch_size
-        pending = list(flushes or ()) + list(self._awaiting.values())
-        self._awaiting.clear()
         try:
             threaded.start()
         except RuntimeError:  # at interpreter shutdown no thread can start: spool what is buffered, from here
             self._spool_buffer()
-            for marker, _ in pending:
+            for marker, _ in self._pending_flushes(flushes):
                 marker.set()
             self._finished.set()
             self._result = not len(self._buffer)
             return
-        self._threaded = threaded
-        for marker, deadline in pending:
+        self._threaded = threaded  # first: a flush() from now on goes to the threads itself (see flush())
+        for marker, deadline in self._pending_flushes(flushes):
             if threaded.flush(max(deadline - time.monotonic(), 0.0)):
                 marker.set()
+
+    def _pending_flushes(
+        self, flushes: list[tuple[threading.Event, float]] | None
+    ) -> list[tuple[threading.Event, float]]:
+        """Every flush not answered yet: those taken in this round, those queued, and those a child never answered."""
+        pending = list(flushes or ()) + list(self._awaiting.values())
+        pending += [self._flushes.popleft() for _ in range(len(self._flushes))]
+        self._awaiting.clear()
+        return pending
 
     def _spool_buffer(self) -> None:
         spool_entries(self._settings, self._spool, self._stats, self._buffer.take_entries(len(self._buffer)))
