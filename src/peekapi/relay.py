@@ -291,8 +291,10 @@ class RelayWorker:
             body = marshal.dumps(entries)
         try:
             child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._take_answers(child))
-        except ChannelBusy:
-            self._buffer.put_back(entries)  # nothing went out: hand them over next time
+        except ChannelClosed:  # ChannelBusy too
+            # Nothing or part of the frame went out, and a delivery process acts on whole frames only: these
+            # events are still ours, for this process when busy, for its successor (or the threads) when gone.
+            self._buffer.put_back(entries)
             raise
         child.forwarded += len(entries)
         if not child.ready:
@@ -354,8 +356,12 @@ class RelayWorker:
             return None
         self._child = child
         try:
-            for token, (_marker, deadline) in self._awaiting.items():  # flushes the last one never answered
-                self._send_flush(child, token, deadline)
+            if self._awaiting:  # flushes the last one never answered: after what it left in the buffer
+                buffer = self._buffer
+                while len(buffer):
+                    self._forward(child, buffer.take_entries(MAX_FRAME_EVENTS))
+                for token, (_marker, deadline) in self._awaiting.items():
+                    self._send_flush(child, token, deadline)
         except ChannelClosed:
             pass  # gone already: found out and replaced (or fallen back from) like any other
         return child

@@ -128,6 +128,45 @@ def test_a_delivery_process_that_never_starts_falls_back_to_threads(
     assert "while starting" in caplog.text
 
 
+# A delivery process that takes its configuration and the start of the first events frame, then dies: the
+# frames the relay is sending then (more than the socket buffers hold) fail half-way.
+DIES_MID_FRAME = f"""#!{sys.executable}
+import struct, sys
+fd = int(sys.argv[-1])
+def read(count):
+    data = b""
+    while len(data) < count:
+        chunk = __import__("os").read(fd, count - len(data))
+        if not chunk:
+            sys.exit(4)
+        data += chunk
+    return data
+length, _kind = struct.unpack("!IB", read(5))
+read(length)
+read(5)
+sys.exit(3)
+"""
+
+
+def test_events_of_a_frame_cut_short_by_a_dying_delivery_process_are_kept(
+    ingest: IngestServer, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "python3-dies"
+    path.write_text(DIES_MID_FRAME)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(sys, "executable", str(path))
+    client = PeekApiClient({**options, "delivery": "process", "max_buffer_size": 100_000})
+    count, padding = 20_000, "x" * 200  # about 5 MB of frames: more than the channel's buffers take
+    for i in range(count):
+        client.track({"method": "GET", "path": f"/m/{i}/{padding}", "status_code": 200, "response_time_ms": 1.0})
+    assert client.flush(30)
+    assert client.shutdown(5)
+    paths = [e["path"] for e in ingest.events()]
+    assert len(paths) == count and len(set(paths)) == count
+    stats = client.stats()
+    assert stats["sent"] == count and stats["dropped_total"] == 0
+
+
 def test_no_python_executable_means_threads(
     ingest: IngestServer, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
