@@ -146,6 +146,25 @@ class EventBuffer:
         self.wake_pending = True
         return True
 
+    def offer_all(self, entries: list[Entry]) -> bool:
+        """Append ``entries`` at once (a delivery process taking a frame in): :meth:`offer` for each, in one step.
+
+        What memory has no room for is not kept and counted in ``dropped_full``. Returns True when the worker
+        should be woken. Never raises.
+        """
+        items = self._items
+        room = self.capacity - len(items) - self.held_elsewhere
+        if len(entries) > room:
+            kept = max(room, 0)
+            for _ in range(len(entries) - kept):
+                self.dropped_full.bump()
+            entries = entries[:kept]
+        items.extend(entries)
+        if len(items) < self.batch_size or self.wake_pending:
+            return False
+        self.wake_pending = True
+        return True
+
     def unreported_drops(self) -> int:
         """Events dropped for a full memory since the last call (to count them once). The taking thread only."""
         full = self.dropped_full.value

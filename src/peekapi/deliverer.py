@@ -95,10 +95,8 @@ class Deliverer:
         if len(entries) > room:
             self.worker.spill_entries(entries[max(room, 0) :])
             entries = entries[: max(room, 0)]
-        offer, wake = buffer.offer, self.worker.wake
-        for entry in entries:
-            if offer(entry):
-                wake()
+        if buffer.offer_all(entries):
+            self.worker.wake()
 
     def flush(self, token: int, seconds: float) -> None:
         done = self.worker.flush(seconds)
