@@ -1,6 +1,6 @@
 """What the middleware costs a request: peekapi vs the bare app vs peekapi 0.1.0.
 
-Two measurements, each interleaving the variants in one run and reporting medians:
+Three measurements, each interleaving the variants in one run and reporting medians:
 
 1. In-process (``inproc``): a minimal Starlette app (ASGI) and a minimal Flask app (WSGI) called directly, no
    sockets: microseconds per request for the bare app, with this peekapi, and with peekapi 0.1.0. Both SDKs
@@ -10,10 +10,16 @@ Two measurements, each interleaving the variants in one run and reporting median
    request (all its processes, peekapi's delivery process included, from /proc), bare vs peekapi (delivering
    from threads, and from a delivery process). (Holding delivery back for a whole run is no
    measure of the request path there: tens of thousands of held events make the garbage collector the cost.)
+3. Latency below saturation (``latency``): the same servers, each wrk connection pausing between its requests
+   (a wrk script), so the server has room to spare: response-time percentiles, bare vs peekapi.
 
-    python benchmarks/bench_middleware.py             # both
+Under load and in the latency runs, an empty pass-through middleware (``noop``) runs next to them: the floor
+under what any middleware that records responses can cost.
+
+    python benchmarks/bench_middleware.py             # all three
     python benchmarks/bench_middleware.py inproc      # in-process only
     python benchmarks/bench_middleware.py load        # sockets only (needs wrk: apt-get install wrk)
+    python benchmarks/bench_middleware.py latency --suite uvicorn --pause 5
 
 peekapi 0.1.0 is installed on first use into /tmp/peekapi010 (``pip install --target``) and imported as
 ``peekapi010``, so both versions run in one process. Needs the ``frameworks`` extra. Not run in CI.
@@ -555,6 +561,65 @@ def load(rounds: int, seconds: int, connections: int, suites: list[str]) -> dict
     return results
 
 
+def latency(rounds: int, seconds: int, connections: int, pause_ms: int, suites: list[str]) -> None:
+    """Latency below saturation: each wrk connection pauses ``pause_ms`` on average between its requests.
+
+    What a user of a server that is not flat out sees: the percentiles of the response time, bare vs peekapi.
+    """
+    script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "paced.lua"
+    # Random pauses (mean ``pause_ms``), so that the connections do not fall into step and arrive in bursts.
+    script.write_text(f"function delay()\n  return math.random(0, {2 * int(pause_ms)})\nend\n")
+    for suite in suites:
+        kind, app = LOAD_SUITES[suite]
+        factories = {variant: f"{app}_{name}" for variant, name in LOAD_VARIANTS.items()}
+        figures: dict[str, list[dict[str, float]]] = {v: [] for v in factories}
+        for round_ in range(rounds):
+            order = list(factories.items())
+            if round_ % 2:
+                order.reverse()
+            for variant, factory in order:
+                port = _free_port()
+                server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
+                try:
+                    _wait_port(port)
+                    _wrk(port, 2, connections)  # warm up
+                    figures[variant].append(_wrk_latency(port, seconds, connections, script))
+                finally:
+                    os.killpg(server.pid, signal.SIGTERM)
+                    server.wait(timeout=30)
+        print(
+            f"\n{suite}: latency in ms below saturation (wrk -c{connections}, {pause_ms} ms between a connection's"
+            f" requests on average), medians of {rounds} runs of {seconds} s"
+        )
+        print(f"  {'':15} {'req/s':>8} {'p50':>7} {'p75':>7} {'p90':>7} {'p99':>7}")
+        for variant, runs in figures.items():
+            cells = [statistics.median(run[key] for run in runs) for key in ("rate", "50", "75", "90", "99")]
+            print(f"  {variant:<15} {cells[0]:8.0f} " + " ".join(f"{value:7.3f}" for value in cells[1:]))
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _wrk_latency(port: int, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    """Requests per second and the latency percentiles (ms) of one paced wrk run."""
+    out = subprocess.run(
+        [*WRK_PREFIX, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    found: dict[str, float] = {}
+    for percent, value, unit in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE):
+        found[percent] = float(value) * _UNITS[unit]
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rate is None or len(found) < 4 or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk failed:\n{out}")
+    found["rate"] = float(rate.group(1))
+    return found
+
+
 def _sink_events() -> int:
     with urllib.request.urlopen(_sink_url().replace("/v1/events", "/_stats"), timeout=10) as answer:
         return int(json.load(answer)["events"])
@@ -605,12 +670,13 @@ def _tree_cpu(root: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", choices=("inproc", "load", "all"), default="all")
+    parser.add_argument("what", nargs="?", choices=("inproc", "load", "latency", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 101 inproc, 3 load)")
     parser.add_argument("--requests", type=int, default=200, help="requests per in-process batch")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--suite", choices=("uvicorn", "gunicorn"), help="one load suite only")
+    parser.add_argument("--pause", type=int, default=5, help="latency: ms between a connection's requests")
     args = parser.parse_args()
     sink = subprocess.Popen(
         [*SINK_PREFIX, sys.executable, str(SINK)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -619,11 +685,13 @@ def main() -> None:
         assert sink.stdout is not None
         os.environ["BENCH_SINK"] = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/events"
         os.environ.setdefault("PYTHONPATH", str(HERE.parent / "src"))
+        suites = [name for name in LOAD_SUITES if args.suite is None or name.startswith(args.suite)]
         if args.what in ("inproc", "all"):
             inproc(args.rounds or 101, args.requests)
         if args.what in ("load", "all"):
-            suites = [name for name in LOAD_SUITES if args.suite is None or name.startswith(args.suite)]
             load(args.rounds or 3, args.seconds, args.connections, suites)
+        if args.what in ("latency", "all"):
+            latency(args.rounds or 3, args.seconds, args.connections, args.pause, suites)
     finally:
         if sink.stdin is not None:
             sink.stdin.close()  # the sink serves until its stdin closes
