@@ -13,6 +13,7 @@ from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
 
+from peekapi import default_identify_consumer, hash_consumer_id
 from peekapi.middleware import PeekApiWSGI
 from peekapi.middleware.types import Environ, StartResponse
 
@@ -82,6 +83,28 @@ def test_records_the_exact_fields(client: Any, delivered: Delivered) -> None:
         "response_size": 12,
         "consumer_id": "ak_consumer_1",
     }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_AUTHORIZATION": "Bearer secret-token"},
+        {"HTTP_X_API_KEY": "ak_1", "HTTP_AUTHORIZATION": "Bearer secret-token"},
+        {"HTTP_X_API_KEY": "", "HTTP_AUTHORIZATION": "Basic dTpw"},
+        {"HTTP_AUTHORIZATION": "Bearer caf\xc3\xa9"},  # PEP 3333: the raw bytes as latin-1
+        {"HTTP_X_API_KEY": ""},
+        {},
+    ],
+    ids=["authorization", "api-key-first", "empty-api-key", "non-ascii", "empty", "none"],
+)
+def test_the_default_consumer_is_the_public_rule_applied_to_the_headers(
+    client: Any, delivered: Delivered, headers: dict[str, str]
+) -> None:
+    serve(PeekApiWSGI(hello, client=client), environ_for("/c", **headers))
+    expected = default_identify_consumer({k[5:].lower().replace("_", "-"): v for k, v in headers.items()})
+    assert delivered.one().get("consumer_id") == expected
+    if "HTTP_AUTHORIZATION" in headers and not headers.get("HTTP_X_API_KEY"):
+        assert expected == hash_consumer_id(headers["HTTP_AUTHORIZATION"])  # the secret never leaves the app
 
 
 def test_script_name_is_part_of_the_path_and_utf8_is_decoded(client: Any, delivered: Delivered) -> None:

@@ -16,7 +16,7 @@ from time import time
 from typing import Any
 
 from peekapi.client import PeekApiClient
-from peekapi.consumer import default_identify_consumer, identify_consumer
+from peekapi.consumer import identify_consumer
 
 logger = logging.getLogger("peekapi")
 
@@ -152,31 +152,24 @@ class Capture:
             return path
         return path + "?" + "&".join(sorted(part for part in query.split("&") if part))
 
-    @staticmethod
-    def default_consumer(api_key: str | None, authorization: str | None) -> str | None:
-        """The default consumer id from the two headers it depends on (see ``peekapi.consumer``)."""
-        if not api_key and not authorization:
-            return None
-        headers = {}
-        if api_key:
-            headers["x-api-key"] = api_key
-        if authorization:
-            headers["authorization"] = authorization
-        return default_identify_consumer(headers)
-
     def custom_consumer(self, headers: dict[str, str]) -> str | None:
         """The user's ``identify_consumer`` answer for ``headers``; None when it raises (logged)."""
         return identify_consumer(headers, self.identify)
 
-    def environ_consumer(self, environ: Mapping[str, Any]) -> str | None:
-        """The consumer id of a WSGI environ or Django ``request.META``."""
+    def environ_consumer(self, environ: Mapping[str, Any]) -> str | list[tuple[bytes, Any]] | None:
+        """The consumer of a WSGI environ or Django ``request.META``, for :meth:`emit`. Never raises.
+
+        With ``identify_consumer`` set, its answer. Else the two headers the default rule reads, as a header
+        list that the background resolves (``peekapi.event.resolve_headers``: the authorization is hashed there,
+        off the request path), or None when neither is there.
+        """
         if self.identify is not None:
             return identify_consumer(environ_header_dict(environ), self.identify)
         api_key = environ.get("HTTP_X_API_KEY")
         authorization = environ.get("HTTP_AUTHORIZATION")
         if api_key is None and authorization is None:
             return None
-        return self.default_consumer(api_key, authorization)
+        return [(b"x-api-key", api_key), (b"authorization", authorization)]
 
     def emit(  # noqa: PLR0917 - positional on purpose: called once per request
         self,
@@ -187,11 +180,12 @@ class Capture:
         elapsed_ms: float,
         request_size: int,
         response_size: int,
-        consumer_id: str | list[tuple[bytes, bytes]] | None,
+        consumer_id: str | list[tuple[bytes, Any]] | None,
     ) -> None:
         """Hand one request's event to the client as a compact event. Never raises (``track()`` does not).
 
-        ``consumer_id`` may be the ASGI header list instead, with ``request_size`` the body bytes read: both are
-        then resolved off the request path (``peekapi.event.resolve_headers``).
+        ``consumer_id`` may be a header list instead (ASGI's, or what :meth:`environ_consumer` hands back), with
+        ``request_size`` the body bytes read: both are then resolved off the request path
+        (``peekapi.event.resolve_headers``; a Content-Length in the list replaces the size).
         """
         self.track((method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time()))
