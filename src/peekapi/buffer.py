@@ -147,10 +147,12 @@ class EventBuffer:
         return True
 
     def offer_all(self, entries: list[Entry]) -> bool:
-        """Append ``entries`` at once (a delivery process taking a frame in): :meth:`offer` for each, in one step.
+        """Append ``entries`` at once (a delivery process taking a frame in). One producing thread only.
 
-        What memory has no room for is not kept and counted in ``dropped_full``. Returns True when the worker
-        should be woken. Never raises.
+        What memory has no room for is not kept and counted in ``dropped_full``, as :meth:`offer` does. Returns
+        True when the worker should be woken: a full batch is waiting and no wake-up is pending (unlike
+        :meth:`offer`, a full memory alone does not wake it: the delivery process spills before that). Never
+        raises.
         """
         items = self._items
         room = self.capacity - len(items) - self.held_elsewhere

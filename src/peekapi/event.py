@@ -58,9 +58,10 @@ class DroppedEvent(Exception):
 
 #: The fields of a *compact event*: the tuple a middleware hands over instead of a dict (cheaper to build on
 #: the request path and to pass to the delivery process), followed by its tracking time (epoch seconds).
-#: The ASGI middleware may leave the request's headers to be read here, off the request path: its
-#: ``consumer_id`` is then the ASGI header list (``[(name, value), ...]`` of bytes) and its ``request_size`` the
-#: body bytes the application read, both resolved by :func:`resolve_headers` with the default consumer rule.
+#: A middleware may leave the request's headers to be read here, off the request path: its ``consumer_id`` is
+#: then a header list (``[(name, value), ...]``, names lower-case bytes; values bytes as in ASGI, or str or None
+#: from a WSGI environ) and its ``request_size`` the size known so far, both resolved by
+#: :func:`resolve_headers` with the default consumer rule (a ``content-length`` in the list replaces the size).
 COMPACT_FIELDS = (
     "method",
     "path",
@@ -221,9 +222,9 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
 
 
 def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A compact event whose ``consumer_id`` is the ASGI header list, with the consumer and request size filled in.
+    """A compact event whose ``consumer_id`` is a header list, with the consumer and request size filled in.
 
-    ``request_size`` becomes the Content-Length when there is a valid one (else it stays the bytes read), and
+    ``request_size`` becomes the Content-Length when the list has a valid one (else it stays as it is), and
     ``consumer_id`` the default rule's answer: ``x-api-key`` as is, else the hashed ``authorization``, else None.
     """
     request_size, consumer = _from_headers(raw[6], raw[4])
@@ -231,7 +232,7 @@ def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:
-    """The request size and the default consumer id of an ASGI header list (see :func:`resolve_headers`)."""
+    """The request size and the default consumer id of a header list (see :func:`resolve_headers`)."""
     length = api_key = authorization = None
     try:
         for name, value in headers:

@@ -265,6 +265,7 @@ class RelayWorker:
     def _hand_over(self, flushes: list[tuple[threading.Event, float]]) -> bool:
         """Forward the buffer's events, then the flush requests. False when it fell back to threads."""
         buffer = self._buffer
+        flushes = list(flushes)  # those not sent yet
         while True:
             child = self._ensure_child()
             if child is None:
@@ -273,13 +274,17 @@ class RelayWorker:
             try:
                 while len(buffer):
                     self._forward(child, buffer.take_entries(MAX_FRAME_EVENTS))
-                for marker, deadline in flushes:
+                while flushes:
                     token = next(self._tokens)
-                    self._awaiting[token] = (marker, deadline)
-                    self._send_flush(child, token, deadline)
+                    self._send_flush(child, token, flushes[0][1])
+                    # Awaited once sent in full: a replacement is sent those again (see _ensure_child), and
+                    # only those, while the rest are sent from here.
+                    self._awaiting[token] = flushes.pop(0)
                 return True
             except ChannelBusy:
-                return True  # another thread holds the channel (a signal handler's shutdown): next round
+                # Another thread holds the channel (a signal handler's shutdown): the rest go next round.
+                self._flushes.extendleft(reversed(flushes))
+                return True
             except ChannelClosed as exc:
                 self._lost(child, f"the delivery process stopped answering ({exc})")
 
@@ -542,7 +547,7 @@ class RelayWorker:
                 self._child = None
                 child.out.close()
                 done = False
-        if len(self._buffer):  # taken back from a delivery process that never started
+        if len(self._buffer):  # taken back from a delivery process that never started, or from a frame cut short
             self._spool_buffer()
         self._result = done
         self._finished.set()

@@ -184,8 +184,8 @@ class Capture:
     ) -> None:
         """Hand one request's event to the client as a compact event. Never raises (``track()`` does not).
 
-        ``consumer_id`` may be a header list instead (ASGI's, or what :meth:`environ_consumer` hands back), with
-        ``request_size`` the body bytes read: both are then resolved off the request path
-        (``peekapi.event.resolve_headers``; a Content-Length in the list replaces the size).
+        ``consumer_id`` may be a header list instead (ASGI's, or what :meth:`environ_consumer` hands back): the
+        consumer is then resolved off the request path (``peekapi.event.resolve_headers``), and a Content-Length
+        in the list replaces ``request_size`` (the body bytes read, for ASGI).
         """
         self.track((method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time()))
