@@ -187,7 +187,13 @@ class Worker:
 
     @property
     def in_flight(self) -> int:
-        """Events batched but not yet delivered or spooled."""
+        """Events batched but not yet delivered, spooled or dropped: in the outbox, or the batch being sent."""
+        current = self._current
+        return self._outbox_events + (current.count if current is not None else 0)
+
+    @property
+    def _outbox_events(self) -> int:
+        """Events in batches waiting for the sender (what bounds the batcher's lead)."""
         return max(self._put_events - self._got_events, 0)
 
     # -- the batcher ----------------------------------------------------------------------------------------
@@ -258,10 +264,10 @@ class Worker:
             count = min(size, len(buffer))
             if self._past_deadline():
                 spill = True
-            elif self.in_flight + count <= self._outbox_cap:
+            elif self._outbox_events + count <= self._outbox_cap:
                 spill = False
-            elif len(buffer) + self.in_flight >= self._spill_mark:
-                self._spill(len(buffer) + self.in_flight - self._outbox_cap)
+            elif len(buffer) + self._outbox_events >= self._spill_mark:
+                self._spill(len(buffer) + self._outbox_events - self._outbox_cap)
                 continue
             else:
                 return True
@@ -317,6 +323,7 @@ class Worker:
                 item.set()
                 continue
             if item is not None:
+                self._current = item  # first: in flight (see in_flight) until settled, never in neither place
                 self._got_events += item.count
                 self._buffer.held_elsewhere = self.in_flight
                 if self._blocked:
@@ -427,7 +434,7 @@ class Worker:
 
     def _resend(self, claim: Claim) -> None:
         for batch in claim.batches:
-            if self._closing or self.in_flight > self._outbox_cap // 2:
+            if self._closing or self._outbox_events > self._outbox_cap // 2:
                 return  # shutdown and a backlog of live traffic come first; the rest is released for later
             result = self._attempt(batch, recovered=True)
             if result is not None:

@@ -294,3 +294,41 @@ def test_a_delivery_process_killed_mid_run_is_replaced_and_the_loss_counted(
     assert client.shutdown(5)
     stats = client.stats()
     assert stats["tracked"] == 150 and stats["sent"] == 50 and stats["dropped_total"] == 100
+
+
+def test_events_a_dying_delivery_process_had_spooled_are_not_counted_lost(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Its memory holds 300 (3/4 of 400): what comes on top goes to the spool at once. Killed while the endpoint
+    # fails, it loses what it held in memory only; the spool is delivered by its replacement, and nothing is
+    # counted both lost and sent.
+    ingest.default(Answer(503))
+    with caplog.at_level(logging.DEBUG, logger="peekapi"):
+        client = PeekApiClient(
+            {**options, "delivery": "process", "max_buffer_size": 400, "batch_size": 100, "retry_base_delay": 5.0}
+        )
+        for chunk in range(4):
+            for i in range(chunk * 250, chunk * 250 + 250):
+                client.track({"method": "GET", "path": f"/s/{i}", "status_code": 200, "response_time_ms": 1.0})
+            time.sleep(0.3)  # handed over before the next chunk (the application's memory holds 400 too)
+
+        def handed_over() -> bool:
+            stats = client.stats()
+            return stats["spooled"] > 0 and stats["spooled"] + stats["queue_depth"] + stats["in_flight"] == 1000
+
+        assert eventually(handed_over), repr(client.stats())
+    started = re.search(r"delivery process (\d+) started", caplog.text)
+    assert started is not None
+    os.kill(int(started.group(1)), signal.SIGKILL)
+    assert eventually(lambda: client.stats()["dropped"].get("process_lost", 0) > 0, timeout=10)
+    ingest.default(Answer(200))
+    client.track({"method": "GET", "path": "/s/after", "status_code": 200, "response_time_ms": 1.0})
+    assert client.flush(10)
+    lost = client.stats()["dropped"]["process_lost"]
+    assert 0 < lost <= 400  # what its memory held, at most
+    assert eventually(lambda: len(ingest.events()) == 1001 - lost, timeout=20)  # the spool, recovered, and /s/after
+    assert client.shutdown(5)
+    stats = client.stats()
+    paths = [e["path"] for e in ingest.events()]
+    assert len(set(paths)) == len(paths) == 1001 - lost
+    assert stats["sent"] + stats["dropped_total"] == stats["tracked"] == 1001
