@@ -176,6 +176,7 @@ class Worker:
         self._current = None
         self._outbox.clear()
         self._got_events = self._put_events
+        self._buffer.held_elsewhere = 0
         self._to_spool(held)
 
     #: Events on their way elsewhere (a delivery process has some; this worker has none).
@@ -348,6 +349,7 @@ class Worker:
             self._deliver(batch)
         finally:
             self._current = None
+            self._buffer.held_elsewhere = self.in_flight  # settled: its room is the buffer's again
 
     def _deliver(self, batch: Batch) -> None:
         if self._past_deadline():

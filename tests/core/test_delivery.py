@@ -10,6 +10,7 @@ import pytest
 
 from peekapi import PeekApiClient, RequestEvent, __version__
 from tests.support.ingest import Answer, IngestServer
+from tests.support.wait import eventually
 
 
 def event(i: int = 0, **extra: Any) -> dict[str, Any]:
@@ -47,6 +48,23 @@ def test_batch_size_triggers_a_send_before_the_interval(ingest: IngestServer, op
     assert client.flush(5)
     assert len(ingest.events()) == 25
     client.shutdown(2)
+
+
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_a_memory_of_one_batch_takes_events_again_once_it_is_sent(
+    ingest: IngestServer, options: dict[str, Any], delivery: str
+) -> None:
+    # The batch being sent counts against memory until it is delivered: then the room must come back.
+    client = PeekApiClient({**options, "batch_size": 10, "max_buffer_size": 10, "delivery": delivery})
+    for round_ in range(3):
+        for i in range(10):
+            client.track({"method": "GET", "path": f"/r/{round_}/{i}", "status_code": 200, "response_time_ms": 1.0})
+        assert eventually(lambda round_=round_: client.stats()["sent"] == 10 * (round_ + 1)), client.stats()
+        assert eventually(lambda: client.stats()["in_flight"] == 0)
+    assert client.shutdown(5)
+    stats = client.stats()
+    assert stats["sent"] == 30 and stats["dropped_total"] == 0
+    assert len(ingest.events()) == 30
 
 
 def test_flush_interval_sends_a_partial_batch(ingest: IngestServer, options: dict[str, Any]) -> None:
