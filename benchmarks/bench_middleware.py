@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import io
@@ -45,7 +46,7 @@ import tempfile
 import time
 import types
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -578,15 +579,8 @@ def latency(rounds: int, seconds: int, connections: int, pause_ms: int, suites: 
             if round_ % 2:
                 order.reverse()
             for variant, factory in order:
-                port = _free_port()
-                server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
-                try:
-                    _wait_port(port)
-                    _wrk(port, 2, connections)  # warm up
+                with _serving(kind, factory, connections) as (port, _pid):
                     figures[variant].append(_wrk_latency(port, seconds, connections, script))
-                finally:
-                    os.killpg(server.pid, signal.SIGTERM)
-                    server.wait(timeout=30)
         print(
             f"\n{suite}: latency in ms below saturation (wrk -c{connections}, {pause_ms} ms between a connection's"
             f" requests on average), medians of {rounds} runs of {seconds} s"
@@ -628,15 +622,22 @@ def _sink_events() -> int:
 def _serve_and_load(kind: str, factory: str, seconds: int, connections: int) -> tuple[float, float, float]:
     """Requests per second under wrk, the server's CPU µs per request (all its processes), and the share of
     the run's requests that reached the sink during the run (whether delivery kept up)."""
+    with _serving(kind, factory, connections) as (port, pid):
+        cpu_before, events_before = _tree_cpu(pid), _sink_events()
+        rate, count = _wrk(port, seconds, connections)
+        cpu = (_tree_cpu(pid) - cpu_before) / count * 1e6
+        return rate, cpu, (_sink_events() - events_before) / count
+
+
+@contextlib.contextmanager
+def _serving(kind: str, factory: str, connections: int) -> Iterator[tuple[int, int]]:
+    """A server of ``factory`` on a free port, warmed up by a short wrk run: yields its port and pid."""
     port = _free_port()
     server = subprocess.Popen(_server_command(kind, factory, port), start_new_session=True)
     try:
         _wait_port(port)
         _wrk(port, 2, connections)  # warm up
-        cpu_before, events_before = _tree_cpu(server.pid), _sink_events()
-        rate, count = _wrk(port, seconds, connections)
-        cpu = (_tree_cpu(server.pid) - cpu_before) / count * 1e6
-        return rate, cpu, (_sink_events() - events_before) / count
+        yield port, server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

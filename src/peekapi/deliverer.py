@@ -72,7 +72,7 @@ class Deliverer:
         spool = Spool(settings.storage_dir, settings.max_storage_bytes)
         self.worker = Worker(self.settings, self.buffer, transport, spool, self.stats)
         self.spill_mark = max(settings.max_buffer_size * 3 // 4, settings.batch_size)
-        self.spilled = 0  # events received and spooled at once, never in the buffer
+        self.received = 0  # events handed over by the application (in memory, spooled or dropped since)
 
     def _ship_error(self, error: Exception) -> None:
         if isinstance(error, DeliveryError):
@@ -83,7 +83,7 @@ class Deliverer:
         queued = len(buffer)
         return dict(
             self.stats.snapshot(
-                tracked=buffer.taken + queued + buffer.dropped_full.value + self.spilled,
+                tracked=self.received,
                 queue_depth=queued,
                 in_flight=self.worker.in_flight,
             )
@@ -92,11 +92,10 @@ class Deliverer:
     def receive(self, entries: list[Any]) -> None:
         """Queue what the application handed over; what memory cannot take goes to the spool at once."""
         buffer = self.buffer
+        self.received += len(entries)
         room = self.spill_mark - len(buffer) - buffer.held_elsewhere
         if len(entries) > room:
-            spilled = entries[max(room, 0) :]
-            self.spilled += len(spilled)  # received all the same: settled by the spool (or counted as dropped)
-            self.worker.spill_entries(spilled)
+            self.worker.spill_entries(entries[max(room, 0) :])
             entries = entries[: max(room, 0)]
         if buffer.offer_all(entries):
             self.worker.wake()

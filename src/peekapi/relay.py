@@ -264,7 +264,6 @@ class RelayWorker:
 
     def _hand_over(self, flushes: list[tuple[threading.Event, float]]) -> bool:
         """Forward the buffer's events, then the flush requests. False when it fell back to threads."""
-        buffer = self._buffer
         flushes = list(flushes)  # those not sent yet
         while True:
             child = self._ensure_child()
@@ -272,8 +271,7 @@ class RelayWorker:
                 self._fall_back(flushes)
                 return False
             try:
-                while len(buffer):
-                    self._forward(child, buffer.take_entries(MAX_FRAME_EVENTS))
+                self._forward_buffer(child)
                 while flushes:
                     token = next(self._tokens)
                     self._send_flush(child, token, flushes[0][1])
@@ -287,6 +285,12 @@ class RelayWorker:
                 return True
             except ChannelClosed as exc:
                 self._lost(child, f"the delivery process stopped answering ({exc})")
+
+    def _forward_buffer(self, child: _Child) -> None:
+        """Forward everything the buffer holds, in frames of at most MAX_FRAME_EVENTS."""
+        buffer = self._buffer
+        while len(buffer):
+            self._forward(child, buffer.take_entries(MAX_FRAME_EVENTS))
 
     def _forward(self, child: _Child, entries: list[Entry]) -> None:
         try:
@@ -362,9 +366,7 @@ class RelayWorker:
         self._child = child
         try:
             if self._awaiting:  # flushes the last one never answered: after what it left in the buffer
-                buffer = self._buffer
-                while len(buffer):
-                    self._forward(child, buffer.take_entries(MAX_FRAME_EVENTS))
+                self._forward_buffer(child)
                 for token, (_marker, deadline) in self._awaiting.items():
                     self._send_flush(child, token, deadline)
         except ChannelClosed:

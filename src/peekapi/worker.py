@@ -324,12 +324,6 @@ class Worker:
                 item.set()
                 continue
             if item is not None:
-                self._current = item  # first: in flight (see in_flight) until settled, never in neither place
-                self._got_events += item.count
-                self._buffer.held_elsewhere = self.in_flight
-                if self._blocked:
-                    self._blocked = False
-                    self._batcher_bell.ring()
                 self._send_live(item)
                 continue
             if self._closing:
@@ -344,7 +338,11 @@ class Worker:
             self._sender_bell.wait(self._next_recovery - now)
 
     def _send_live(self, batch: Batch) -> None:
-        self._current = batch
+        self._current = batch  # first: in flight (see in_flight) until settled, never in neither count
+        self._got_events += batch.count
+        if self._blocked:  # the outbox has room again
+            self._blocked = False
+            self._batcher_bell.ring()
         try:
             self._deliver(batch)
         finally:

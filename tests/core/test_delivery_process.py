@@ -128,12 +128,8 @@ def test_a_delivery_process_that_never_starts_falls_back_to_threads(
     assert "while starting" in caplog.text
 
 
-# Stand-ins for the delivery process, in Python: they read frames off the socket as the real one does, then die
-# at a chosen point. {ready}: whether they first report ready; {until}: "mid-frame" (the configuration and five
-# bytes of the first events frame) or "flush" (every frame up to the first FLUSH).
-FAKE_DELIVERY = """#!{python}
-import marshal, os, struct, sys
-fd = int(sys.argv[-1])
+# What every stand-in below starts with: the socket it was given, and reading exactly ``count`` bytes of it.
+FRAME_READER = """fd = int(sys.argv[-1])
 def read(count):
     data = b""
     while len(data) < count:
@@ -142,7 +138,14 @@ def read(count):
             sys.exit(4)
         data += chunk
     return data
-length, _kind = struct.unpack("!IB", read(5))
+"""
+
+# Stand-ins for the delivery process, in Python: they read frames off the socket as the real one does, then die
+# at a chosen point. {ready}: whether they first report ready; {until}: "mid-frame" (the configuration and five
+# bytes of the first events frame) or "flush" (every frame up to the first FLUSH).
+FAKE_DELIVERY = """#!{python}
+import marshal, os, struct, sys
+{reader}length, _kind = struct.unpack("!IB", read(5))
 read(length)
 if {ready}:
     body = marshal.dumps(None)
@@ -160,7 +163,7 @@ while True:
 
 def fake_delivery(tmp_path: Path, *, ready: bool, until: str) -> str:
     path = tmp_path / "python3-fake-delivery"
-    path.write_text(FAKE_DELIVERY.format(python=sys.executable, ready=ready, until=until))
+    path.write_text(FAKE_DELIVERY.format(python=sys.executable, ready=ready, until=until, reader=FRAME_READER))
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return str(path)
 
@@ -215,16 +218,7 @@ with open(starts, "a") as tally:
     tally.write("x")
 if started >= 2:
     os.execv({python!r}, [{python!r}, *sys.argv[1:]])
-fd = int(sys.argv[-1])
-def read(count):
-    data = b""
-    while len(data) < count:
-        chunk = os.read(fd, count - len(data))
-        if not chunk:
-            sys.exit(4)
-        data += chunk
-    return data
-kinds = []
+{reader}kinds = []
 while not kinds or kinds[-1] != 3:
     length, kind = struct.unpack("!IB", read(5))
     read(length)
@@ -242,7 +236,9 @@ def test_a_flush_left_unanswered_goes_to_the_replacement_after_the_events(
     # The events a dead delivery process had taken go back to the buffer: its replacement must get them before
     # the flush it re-sends, or it answers the flush before it has them.
     path, order = tmp_path / "python3-succession", tmp_path / "order"
-    path.write_text(SUCCESSION.format(python=sys.executable, starts=str(tmp_path / "starts"), order=str(order)))
+    path.write_text(
+        SUCCESSION.format(python=sys.executable, starts=str(tmp_path / "starts"), order=str(order), reader=FRAME_READER)
+    )
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setattr(sys, "executable", str(path))
     client = PeekApiClient({**options, "delivery": "process"})

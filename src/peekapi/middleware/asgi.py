@@ -123,7 +123,7 @@ class _Exchange:
     async def _send_last(self, message: Message) -> None:
         await self._send(message)
         # The server sent a whole file: its Content-Length is the body size.
-        self.sent = _content_length(self.response_headers)
+        self.sent = _content_length(self.response_headers) or 0
         self.finish()
 
     def finish(self) -> None:
@@ -146,7 +146,8 @@ class _Exchange:
                 request_size = self.received
             else:
                 consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
-                request_size = _request_size(raw_headers, self.received)
+                declared = _content_length(raw_headers)
+                request_size = self.received if declared is None else declared
             capture.emit(
                 scope["method"],
                 path,
@@ -161,19 +162,12 @@ class _Exchange:
             logger.exception("peekapi: could not record an ASGI request")
 
 
-def _request_size(headers: Iterable[tuple[bytes, bytes]], received: int) -> int:
-    for name, value in headers:
-        if name == b"content-length":
-            size = parse_size(value)
-            return received if size is None else size
-    return received
-
-
-def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    """The valid Content-Length among ``headers``, else None."""
     for name, value in headers:
         if name.lower() == b"content-length":
-            return parse_size(value) or 0
-    return 0
+            return parse_size(value)
+    return None
 
 
 class _LifespanSend:

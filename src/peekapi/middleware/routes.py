@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .types import Scope
 
@@ -30,6 +30,8 @@ __all__ = ["ASGIRoutes", "wsgi_route"]
 
 # Caches below are bounded: they are keyed by concrete mount prefixes, which may hold ids.
 _MAX_CACHED = 1024
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class ASGIRoutes:
@@ -57,9 +59,7 @@ class ASGIRoutes:
                     return cached[1]
                 template = self._starlette(scope, route)
                 with self._lock:
-                    if len(self._plain) >= _MAX_CACHED:
-                        self._plain = {}
-                    self._plain[id(route)] = (route, template)
+                    self._plain = _remember(self._plain, id(route), (route, template))
                 return template
             litestar = scope.get("path_template")
             if litestar is not None:
@@ -112,9 +112,7 @@ class ASGIRoutes:
         found = _find_mount(getattr(router, "routes", ()), concrete) if router is not None else None
         template = concrete if found is None else found
         with self._lock:
-            if len(self._mounts) >= _MAX_CACHED:
-                self._mounts = {}
-            self._mounts[concrete] = template
+            self._mounts = _remember(self._mounts, concrete, template)
         return template
 
     def _by_endpoint(self, scope: Scope) -> str | None:
@@ -158,10 +156,16 @@ class ASGIRoutes:
                 table[path_format] = path
         typed = table.get(path_template, path_template)
         with self._lock:
-            if len(self._typed) >= _MAX_CACHED:
-                self._typed = {}
-            self._typed[path_template] = typed
+            self._typed = _remember(self._typed, path_template, typed)
         return typed
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> dict[_K, _V]:
+    """``cache`` with ``key`` set (a fresh one once it holds _MAX_CACHED entries). The caller holds the lock."""
+    if len(cache) >= _MAX_CACHED:
+        cache = {}
+    cache[key] = value
+    return cache
 
 
 def _is_mount(route: object) -> bool:
