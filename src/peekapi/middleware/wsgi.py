@@ -53,17 +53,23 @@ class PeekApiWSGI:
         try:
             result = self.app(environ, exchange.start_response)
         except BaseException:
-            exchange.failed = True
+            exchange.status = ""  # no valid status: recorded as 500
             exchange.finish()
             raise
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper:
             return exchange.watch_file(result)
-        return _Body(result, exchange)
+        # The exchange is the iterable the server gets: it counts the body and forwards close().
+        exchange.result = result
+        return exchange
 
 
 class _Exchange:
-    """One request/response in flight."""
+    """One request/response in flight, and the response iterable handed to the server.
+
+    Iterating it iterates the application's response, counting the bytes; ``close()`` closes the
+    application's response and records the request (if the end of the body did not already).
+    """
 
     __slots__ = (
         "_start_response",
@@ -71,26 +77,29 @@ class _Exchange:
         "capture",
         "done",
         "environ",
-        "failed",
         "input",
         "path",
         "response_headers",
+        "result",
         "sent",
         "start",
         "status",
         "werkzeug_request",
     )
 
+    # Set later, and read only after: result (the application's response, before the server gets this
+    # exchange), response_headers and _write (by start_response).
+    result: Iterable[bytes]
+    response_headers: list[tuple[str, str]]
+    _write: WriteCallable
+
     def __init__(self, capture: Capture, environ: Environ, start_response: StartResponse, path: str) -> None:
         self.capture = capture
         self.environ = environ
         self._start_response = start_response
-        self._write: WriteCallable | None = None
         self.path = path
-        self.status = ""
-        self.response_headers: list[tuple[str, str]] = []
+        self.status = ""  # until start_response: no valid status (recorded as 500)
         self.sent = 0
-        self.failed = False
         self.done = False
         self.input: _CountingInput | None = None
         self.werkzeug_request: object = None
@@ -111,9 +120,8 @@ class _Exchange:
         return self.write
 
     def write(self, data: bytes) -> object:
-        """The legacy ``write()`` callable: counted, then passed to the server's."""
+        """The legacy ``write()`` callable: counted, then passed to the server's (start_response returned it)."""
         self.sent += len(data)
-        assert self._write is not None  # start_response returned this method
         return self._write(data)
 
     def watch_file(self, result: Iterable[bytes]) -> Iterable[bytes]:
@@ -126,7 +134,7 @@ class _Exchange:
         return result
 
     def _file_size(self, result: object) -> int:
-        for name, value in self.response_headers:
+        for name, value in self.response_headers if self.status else ():
             if name.lower() == "content-length":
                 return parse_size(value) or 0
         try:
@@ -135,10 +143,36 @@ class _Exchange:
         except Exception:  # not a real file: its size is unknown
             return 0
 
+    def __iter__(self) -> Iterator[bytes]:
+        started = False
+        try:
+            for chunk in self.result:
+                self.sent += len(chunk)
+                yield chunk
+                started = True
+        except GeneratorExit:  # the server stopped iterating; close() records the request
+            raise
+        except BaseException:
+            if not started:  # once the headers are out, the status stands
+                self.status = ""
+            if not self.done:
+                self.finish()
+            raise
+        if not self.done:
+            self.finish()
+
+    def close(self) -> None:
+        """Forwarded to the application's response; then the request is recorded (once)."""
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self.done:
+                self.finish()
+
     def finish(self) -> None:
-        """Record the request, once. Never raises."""
-        if self.done:
-            return
+        """Record the request (callers check ``done`` first: once). Never raises."""
         end = perf_counter()
         self.done = True
         try:
@@ -157,7 +191,7 @@ class _Exchange:
                 environ.get("REQUEST_METHOD", "GET"),
                 path,
                 wsgi_route(environ, self.werkzeug_request),
-                500 if self.failed else _status_code(self.status),
+                _STATUS_CODES.get(self.status) or _status_code(self.status),
                 (end - self.start) * 1000.0,
                 request_size,
                 self.sent,
@@ -186,40 +220,6 @@ def _status_code(status: str) -> int:
     return code
 
 
-class _Body:
-    """The application's response iterable, counted as the server iterates it; ``close()`` is forwarded."""
-
-    __slots__ = ("_exchange", "_result")
-
-    def __init__(self, result: Iterable[bytes], exchange: _Exchange) -> None:
-        self._result = result
-        self._exchange = exchange
-
-    def __iter__(self) -> Iterator[bytes]:
-        exchange = self._exchange
-        started = False
-        try:
-            for chunk in self._result:
-                exchange.sent += len(chunk)
-                yield chunk
-                started = True
-        except GeneratorExit:  # the server stopped iterating; close() records the request
-            raise
-        except BaseException:
-            exchange.failed = not started  # once the headers are out, the status stands
-            exchange.finish()
-            raise
-        exchange.finish()
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._result, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._exchange.finish()
-
-
 class _FileClose:
     """Replaces a file wrapper's ``close``: closes the file, then records the request."""
 
@@ -234,7 +234,8 @@ class _FileClose:
             if self._close is not None:
                 self._close()
         finally:
-            self._exchange.finish()
+            if not self._exchange.done:
+                self._exchange.finish()
 
 
 class _CountingInput:
