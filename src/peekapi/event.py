@@ -95,7 +95,7 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
             return fast
         if type(raw[6]) is list:  # type: ignore[index]
             raw = resolve_headers(raw)  # type: ignore[arg-type]
-        raw = dict(zip(COMPACT_FIELDS, raw[:-1], strict=True))  # type: ignore[index]
+        raw = resolve_head(dict(zip(COMPACT_FIELDS, raw[:-1], strict=True)))  # type: ignore[index]
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
         fast = _encode_plain(source, tracked_at, max_event_bytes)
@@ -157,6 +157,8 @@ def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
     if type(consumer) is list:
         request_size, consumer = _from_headers(consumer, request_size)
+    if method == "HEAD":
+        response_size = 0  # see resolve_head
     return _encode_fields(
         method,
         path,
@@ -229,6 +231,18 @@ def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
     """
     request_size, consumer = _from_headers(raw[6], raw[4])
     return (*raw[:4], request_size, raw[5], consumer, *raw[7:])
+
+
+def resolve_head(event: dict[str, Any]) -> dict[str, Any]:
+    """A middleware's event with ``response_size`` 0 for a HEAD request.
+
+    The application may produce the GET body for HEAD (Starlette does), but no server sends it (RFC 9110,
+    9.3.2): what the middleware counted is not what went out. Only for the middleware's compact events; an
+    event given to ``track()`` is taken as it is.
+    """
+    if event.get("method") == "HEAD":
+        event["response_size"] = 0
+    return event
 
 
 def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:

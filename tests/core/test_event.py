@@ -219,3 +219,15 @@ def test_a_compact_event_with_its_header_list_encodes_like_the_resolved_event(
     expected = {"method": "GET", "path": "/p", "status_code": 201, "response_time_ms": 1.5, "request_size": size,
                 "response_size": 7, "consumer_id": consumer, "route": "/p"}  # fmt: skip
     assert encode_event(compact, at, 65_536) == encode_general(expected, at, 65_536)
+
+
+@pytest.mark.parametrize("path", ["/p", "/" + "p" * 5000], ids=["fast path", "repaired"])
+def test_a_compact_head_event_has_no_response_body(path: str) -> None:
+    # The middleware counted what the application produced; for HEAD no server sends it.
+    compact = ("HEAD", path, 200, 1.5, 0, 12, None, "/p", NOW)
+    assert (encode(compact)["method"], encode(compact)["response_size"]) == ("HEAD", 0)
+    get = ("GET", *compact[1:])
+    assert encode(get)["response_size"] == 12
+    # An event handed to track() is taken as it is.
+    plain = {"method": "HEAD", "path": path, "status_code": 200, "response_time_ms": 1.5, "response_size": 12}
+    assert encode(plain)["response_size"] == 12

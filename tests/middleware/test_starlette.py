@@ -169,3 +169,12 @@ def test_route_lookup_by_endpoint_when_the_scope_has_no_route() -> None:
     assert routes.template(static_scope) == "/static/{path:path}"
     assert routes.template({"router": router, "endpoint": boom, "root_path": ""}) is None
     assert routes.template({"router": router, "endpoint": boom, "root_path": ""}) is None  # remembered
+
+
+def test_a_head_response_has_no_body_on_the_wire(client: Any, delivered: Delivered, tmp_path: Any) -> None:
+    # The application produces the GET body; no server sends it for HEAD (RFC 9110, 9.3.2).
+    with TestClient(make_app(client, tmp_path)) as http:
+        response = http.head("/users/7")
+    assert (response.status_code, response.content) == (200, b"")
+    event = delivered.one()
+    assert (event["method"], event["response_size"], event["route"]) == ("HEAD", 0, "/users/{user_id}")
