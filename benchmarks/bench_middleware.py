@@ -69,8 +69,9 @@ def _sink_url() -> str:
 # The variants measured in-process. "peekapi" (delivering from threads), "peekapi-process" (from a delivery
 # process, whose CPU time is added) and "peekapi010" are measured with their delivery of the batch's events
 # included. "peekapi-path" holds delivery back during a batch (batch size and interval beyond it), delivers
-# after it, untimed, and counts only the serving thread: the cost on the request path alone.
-VARIANTS = ("bare", "peekapi", "peekapi-process", "peekapi-path", "peekapi010")
+# after it, untimed, and counts only the serving thread: the cost on the request path alone. "noop" is the
+# empty pass-through middleware (NoopASGI / NoopWSGI): the floor under any middleware's request path.
+VARIANTS = ("bare", "noop", "peekapi", "peekapi-process", "peekapi-path", "peekapi010")
 CLIENTS: dict[str, list[Any]] = {}
 
 
@@ -104,6 +105,8 @@ def starlette_app(variant: str = "bare") -> Any:
         from peekapi.middleware import PeekApiASGI
 
         app.add_middleware(PeekApiASGI, client=_new_client(variant))
+    elif variant == "noop":
+        app.add_middleware(NoopASGI)
     elif variant == "peekapi010":
         app.add_middleware(load_old_middleware("asgi").PeekApiASGI, client=_new_client(variant))
     return app
@@ -122,6 +125,8 @@ def flask_app(variant: str = "bare") -> Any:
         from peekapi.middleware import PeekApiWSGI
 
         app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
+    elif variant == "noop":
+        app.wsgi_app = NoopWSGI(app.wsgi_app)  # type: ignore[method-assign]
     elif variant == "peekapi010":
         old = load_old_middleware("wsgi").PeekApiWSGI
         app.wsgi_app = old(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
@@ -183,15 +188,11 @@ def starlette_bare() -> Any:
 
 
 def starlette_noop() -> Any:
-    app = starlette_app("bare")
-    app.add_middleware(NoopASGI)
-    return app
+    return starlette_app("noop")
 
 
 def flask_noop() -> Any:
-    app = flask_app("bare")
-    app.wsgi_app = NoopWSGI(app.wsgi_app)
-    return app
+    return flask_app("noop")
 
 
 def starlette_peekapi() -> Any:
@@ -340,7 +341,7 @@ def _timed(variant: str, run: Callable[[], None], n: int) -> float:
     thread serving the requests only (the request path; for "peekapi-path" its events are delivered after the
     batch, untimed). Process or thread CPU time rather than wall time: other load on the machine does not count.
     """
-    clock = time.thread_time if variant in ("bare", "peekapi-path") else time.process_time
+    clock = time.thread_time if variant in ("bare", "noop", "peekapi-path") else time.process_time
     if variant == "peekapi-process":
         clock = _with_delivery_processes
     start = clock()
@@ -399,15 +400,17 @@ def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
             for variant in order:
                 samples[variant].append(_timed(variant, runners[variant], n))
         medians = {v: statistics.median(s) for v, s in samples.items()}
-        lows = {v: min(s) for v, s in samples.items()}
         results[suite] = medians
-        bare, bare_low = medians["bare"], lows["bare"]
-        print(f"\n{suite}: CPU µs per request, median (and min) of {rounds} interleaved batches of {n}")
-        for variant, value in medians.items():
+        bare = samples["bare"]
+        print(f"\n{suite}: CPU µs per request, median of {rounds} interleaved batches of {n}; added: the median")
+        print("  of the per-round differences to bare (the same round: paired), and its ratio")
+        for variant, values in samples.items():
             extra = ""
             if variant != "bare":
-                extra = f"   +{value - bare:.2f} µs x{value / bare:.2f}   (min: +{lows[variant] - bare_low:.2f} µs)"
-            print(f"  {variant:<13} {value:8.2f} ({lows[variant]:.2f}){extra}")
+                added = statistics.median(v - b for v, b in zip(values, bare, strict=True))
+                ratio = statistics.median(v / b for v, b in zip(values, bare, strict=True))
+                extra = f"   added {added:+7.2f} µs   x{ratio:.3f}"
+            print(f"  {variant:<16} {medians[variant]:8.2f}{extra}")
     return results
 
 
@@ -672,8 +675,8 @@ def _tree_cpu(root: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="?", choices=("inproc", "load", "latency", "all"), default="all")
-    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 101 inproc, 3 load)")
-    parser.add_argument("--requests", type=int, default=200, help="requests per in-process batch")
+    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 41 inproc, 3 load)")
+    parser.add_argument("--requests", type=int, default=1000, help="requests per in-process batch")
     parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--suite", choices=("uvicorn", "gunicorn"), help="one load suite only")
@@ -688,7 +691,7 @@ def main() -> None:
         os.environ.setdefault("PYTHONPATH", str(HERE.parent / "src"))
         suites = [name for name in LOAD_SUITES if args.suite is None or name.startswith(args.suite)]
         if args.what in ("inproc", "all"):
-            inproc(args.rounds or 101, args.requests)
+            inproc(args.rounds or 41, args.requests)
         if args.what in ("load", "all"):
             load(args.rounds or 3, args.seconds, args.connections, suites)
         if args.what in ("latency", "all"):
