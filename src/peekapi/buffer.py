@@ -10,9 +10,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import logging
 import select
 import socket
 import time
+from collections.abc import Callable
+
+logger = logging.getLogger("peekapi")
 
 
 class Counter:
@@ -99,6 +103,10 @@ def unpack(entry: Entry) -> tuple[object, float]:
     return entry, entry[-1]  # type: ignore[return-value]
 
 
+def _nothing() -> None:
+    return None
+
+
 class EventBuffer:
     """Bounded FIFO of tracked events (see ``Entry``) with a lock-free ``offer``.
 
@@ -111,40 +119,96 @@ class EventBuffer:
         "_reported_drops",
         "batch_size",
         "capacity",
+        "closed",
+        "dropped_closed",
         "dropped_full",
         "held_elsewhere",
+        "limit",
         "taken",
+        "wake",
         "wake_pending",
     )
 
     def __init__(self, capacity: int, batch_size: int) -> None:
         self._items: collections.deque[Entry] = collections.deque()
         self.capacity = capacity
+        #: What :meth:`offer` compares with: ``capacity``, or 0 once closed (one comparison on the request path).
+        self.limit = capacity
         self.batch_size = batch_size
         self.held_elsewhere = 0
         self.taken = 0
         self.wake_pending = False
+        #: Wakes the worker that takes from this buffer (set by whoever starts it). Must not raise or block.
+        self.wake: Callable[[], None] = _nothing
+        self.closed = False
         self.dropped_full = Counter()
+        self.dropped_closed = Counter()
         self._reported_drops = 0
 
-    def offer(self, entry: Entry) -> bool:
-        """Append ``entry``; return True when the worker should be woken (a full batch is waiting).
+    def offer(self, entry: Entry) -> None:
+        """Append ``entry``, waking the worker when a full batch is waiting (once per wake-up: the worker clears
+        ``wake_pending`` when it wakes).
 
-        Returns True once per wake-up: the worker clears ``wake_pending`` when it wakes. When memory is full
-        the event is not kept and ``dropped_full`` is bumped. O(1), lock-free, never raises.
+        When memory is full the event is not kept, ``dropped_full`` is bumped and the worker woken (to spill);
+        once closed, it is not kept and ``dropped_closed`` is bumped. O(1), lock-free, never raises.
         """
         items = self._items
         queued = len(items)
-        if queued + self.held_elsewhere >= self.capacity:
-            self.dropped_full.bump()
-        else:
+        if queued + self.held_elsewhere < self.limit:
             items.append(entry)
-            if queued + 1 < self.batch_size:
-                return False
-        if self.wake_pending:
-            return False
-        self.wake_pending = True
-        return True
+            if queued + 1 < self.batch_size or self.wake_pending:
+                return
+            self.wake_pending = True
+            self.wake()
+        else:
+            self._refuse()
+
+    def record(  # noqa: PLR0917 - positional on purpose: once per request, from the middleware
+        self,
+        method: str,
+        path: str,
+        route: str | None,
+        status: int,
+        elapsed_ms: float,
+        request_size: int,
+        response_size: int,
+        consumer_id: object,
+    ) -> None:
+        """:meth:`offer` a middleware's request as a compact event, tracked now.
+
+        The one place that builds a compact event (``peekapi.event.COMPACT_FIELDS``, then the tracking time),
+        in the same call that appends it: one Python call per request. ``consumer_id`` may be a header list
+        (see ``peekapi.event.resolve_headers``). O(1), lock-free, never raises.
+        """
+        items = self._items
+        queued = len(items)
+        if queued + self.held_elsewhere < self.limit:
+            items.append(
+                (method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time.time())
+            )
+            if queued + 1 < self.batch_size or self.wake_pending:
+                return
+            self.wake_pending = True
+            self.wake()
+        else:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """Count an event memory has no room for (or that came after :meth:`close`); wake the worker to spill."""
+        if self.closed:
+            self.dropped_closed.bump()
+            if self.dropped_closed.value == 1:  # the first: logged once, all counted (stats()["dropped"])
+                logger.warning("peekapi: events tracked after shutdown() are dropped (counted as 'closed')")
+        else:
+            self.dropped_full.bump()
+            if not self.wake_pending:
+                self.wake_pending = True
+                self.wake()
+
+    def close(self) -> None:
+        """Take no more events: every later one is counted in ``dropped_closed``. What is held stays."""
+        self.closed = True
+        self.limit = 0
 
     def offer_all(self, entries: list[Entry]) -> bool:
         """Append ``entries`` at once (a delivery process taking a frame in). One producing thread only.

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import lifecycle
-from .buffer import TRACKED_AT, Counter, Entry, EventBuffer
+from .buffer import TRACKED_AT, Entry, EventBuffer
 from .config import DEFAULT_EXIT_TIMEOUT, Options, Settings, resolve_options
 from .event import RequestEvent
 from .relay import RelayWorker, can_spawn
@@ -38,7 +38,6 @@ class PeekApiClient:
         if self._settings.debug:
             _enable_debug_logging()
         self._stats = Stats()
-        self._closed_drops = Counter()
         self._closed = False
         self._shutdown_lock = threading.Lock()
         self._shutdown_owner = 0
@@ -63,12 +62,16 @@ class PeekApiClient:
             if reason is None:
                 # The relay hands over every event it finds: the request path rings it for the first one.
                 relay_buffer = EventBuffer(settings.max_buffer_size, 1)
-                return relay_buffer, RelayWorker(
+                relay = RelayWorker(
                     settings, relay_buffer, stats, self._spool, lambda: self._thread_worker(relay_buffer, stats)
                 )
+                relay_buffer.wake = relay.wake
+                return relay_buffer, relay
             logger.info("peekapi: delivering from threads in this process: %s", reason)
         buffer = EventBuffer(settings.max_buffer_size, settings.batch_size)
-        return buffer, self._thread_worker(buffer, stats)
+        worker = self._thread_worker(buffer, stats)
+        buffer.wake = worker.wake
+        return buffer, worker
 
     def _thread_worker(self, buffer: EventBuffer, stats: Stats) -> Worker:
         settings = self._settings
@@ -110,12 +113,9 @@ class PeekApiClient:
         self._enqueue(event)
 
     def _enqueue(self, entry: Entry) -> None:
-        """Offer a buffer entry (counted as ``closed`` after shutdown) and wake the worker when due. Never raises."""
+        """Offer a buffer entry (counted as ``closed`` after shutdown); the buffer wakes the worker. Never raises."""
         try:
-            if self._closed:
-                self._closed_drops.bump()
-            elif self._buffer.offer(entry):
-                self._worker.wake()
+            self._buffer.offer(entry)
         except Exception:  # pragma: no cover - defensive: track() must never raise into the app
             logger.exception("peekapi: track() failed")
 
@@ -150,11 +150,9 @@ class PeekApiClient:
         self._shutdown_owner = threading.get_ident()
         try:
             self._closed = True
+            self._buffer.close()
             finished = self._worker.stop(time.monotonic() + limit)
             lifecycle.unregister(self)
-            closed = self._closed_drops.value
-            if closed:
-                self._stats.drop("closed", closed)
             stats = self.stats()
             logger.debug("peekapi: shut down: %s", stats)
             self._shutdown_result = finished and stats["queue_depth"] == 0 and stats["in_flight"] == 0
@@ -170,11 +168,14 @@ class PeekApiClient:
         buffer = self._buffer
         worker = self._worker
         queued = len(buffer)
+        closed = buffer.dropped_closed.value
+        elsewhere = worker.counters()
+        elsewhere["closed"] = elsewhere.get("closed", 0) + closed
         return self._stats.snapshot(
-            tracked=buffer.taken + queued + buffer.dropped_full.value + self._closed_drops.value,
+            tracked=buffer.taken + queued + buffer.dropped_full.value + closed,
             queue_depth=queued + worker.waiting,
             in_flight=worker.in_flight,
-            elsewhere=worker.counters(),
+            elsewhere=elsewhere,
         )
 
     # -- lifecycle hooks (called by peekapi.lifecycle) ----------------------------------------------------
@@ -188,10 +189,11 @@ class PeekApiClient:
         self._shutdown_lock = threading.Lock()
         self._shutdown_done = threading.Event()
         self._stats = Stats()
-        self._closed_drops = Counter()
         self._worker.discard_after_fork()
         self._buffer, self._worker = self._make_worker()
-        if not self._closed:
+        if self._closed:
+            self._buffer.close()
+        else:
             self._worker.start()
 
 

@@ -1,6 +1,10 @@
-"""The in-memory buffer's bulk hand-in (a delivery process taking a frame in)."""
+"""The in-memory buffer: the request path's append, its wake-ups and drops, and the bulk hand-in of a frame."""
 
 from __future__ import annotations
+
+import logging
+
+import pytest
 
 from peekapi.buffer import EventBuffer
 
@@ -28,3 +32,42 @@ def test_offer_all_counts_what_memory_has_no_room_for() -> None:
     assert buffer.unreported_drops() == 3 and buffer.unreported_drops() == 0
     buffer.offer_all(entries(2))
     assert len(buffer) == 6 and buffer.dropped_full.value == 5
+
+
+def test_record_appends_the_compact_event_and_wakes_once_per_full_batch() -> None:
+    buffer = EventBuffer(capacity=100, batch_size=3)
+    wakes: list[int] = []
+    buffer.wake = lambda: wakes.append(len(buffer))
+    for i in range(5):
+        buffer.record("GET", f"/r/{i}", "/r/{i}", 200, 1.5, 10, 20, None)
+    assert wakes == [3]  # the third event completed a batch; the worker has not woken since
+    first = buffer.take_entries(1)[0]
+    assert first[:8] == ("GET", "/r/0", 200, 1.5, 10, 20, None, "/r/{i}")  # peekapi.event.COMPACT_FIELDS order
+    assert isinstance(first[8], float)  # the tracking time
+
+
+def test_a_full_memory_counts_drops_and_wakes_the_worker_to_spill() -> None:
+    buffer = EventBuffer(capacity=2, batch_size=10)
+    wakes: list[int] = []
+    buffer.wake = lambda: wakes.append(1)
+    for i in range(4):
+        buffer.offer(("GET", f"/f/{i}", 200, 1.0, 0, 0, None, None, 0.0))
+    assert (len(buffer), buffer.dropped_full.value, len(wakes)) == (2, 2, 1)
+
+
+def test_a_closed_buffer_keeps_what_it_holds_and_counts_the_rest_without_waking(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    buffer = EventBuffer(capacity=100, batch_size=1)
+    wakes: list[int] = []
+    buffer.wake = lambda: wakes.append(1)
+    buffer.record("GET", "/kept", None, 200, 1.0, 0, 0, None)
+    buffer.wake_pending = False  # the worker woke
+    buffer.close()
+    with caplog.at_level(logging.WARNING, logger="peekapi"):
+        buffer.record("GET", "/late", None, 200, 1.0, 0, 0, None)
+        buffer.offer(("GET", "/late", 200, 1.0, 0, 0, None, None, 0.0))
+    assert (len(buffer), buffer.dropped_closed.value, buffer.dropped_full.value, len(wakes)) == (1, 2, 0, 1)
+    assert [r.getMessage() for r in caplog.records].count(
+        "peekapi: events tracked after shutdown() are dropped (counted as 'closed')"
+    ) == 1

@@ -38,6 +38,30 @@ def test_events_arrive_once_with_wire_fields(ingest: IngestServer, options: dict
     assert client.shutdown(2)
 
 
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_events_tracked_after_shutdown_are_counted_as_closed(
+    ingest: IngestServer, options: dict[str, Any], delivery: str
+) -> None:
+    from peekapi.middleware import PeekApiWSGI
+
+    def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    client = PeekApiClient({**options, "delivery": delivery})
+    app = PeekApiWSGI(hello, client=client)
+    client.track(event(1))
+    assert client.shutdown(5)
+    client.track(event(2))
+    for _ in range(3):  # requests still arriving through the middleware
+        body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/late"}, lambda status, headers, exc_info=None: None)
+        assert list(body) == [b"ok"]
+    stats = client.stats()
+    assert [e["path"] for e in ingest.events()] == ["/items/1"]
+    assert (stats["sent"], stats["dropped"]["closed"], stats["tracked"]) == (1, 4, 5)
+    assert stats["tracked"] == stats["sent"] + stats["dropped_total"]
+
+
 def test_batch_size_triggers_a_send_before_the_interval(ingest: IngestServer, options: dict[str, Any]) -> None:
     client = PeekApiClient({**options, "batch_size": 10, "flush_interval": 60})
     for i in range(25):

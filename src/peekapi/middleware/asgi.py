@@ -148,7 +148,7 @@ class _Exchange:
                 consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
                 declared = _content_length(raw_headers)
                 request_size = self.received if declared is None else declared
-            capture.emit(
+            capture.client._buffer.record(
                 scope["method"],
                 path,
                 middleware._routes.template(scope),

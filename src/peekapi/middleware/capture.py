@@ -1,8 +1,9 @@
 """The capture core shared by the ASGI, WSGI and Django middleware.
 
 Written once here: which client a middleware reports to, exclusions, the query-string option, reading the
-headers that identify the consumer, parsing the request size, and building the event handed to
-``PeekApiClient.track()``. The protocol modules only know where their framework keeps each piece.
+headers that identify the consumer and parsing the request size. The event itself is built where it is
+appended, by ``EventBuffer.record`` (one call per request). The protocol modules only know where their
+framework keeps each piece.
 
 Everything on the request path is cheap and never raises into the application.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Hashable, Iterable, Mapping
-from time import time
 from typing import Any
 
 from peekapi.client import PeekApiClient
@@ -120,15 +120,13 @@ class Capture:
         "filters",
         "identify",
         "query_string",
-        "track",
     )
 
     def __init__(self, client: PeekApiClient) -> None:
         settings = client.settings
+        #: The client. A middleware records a request with ``client._buffer.record(...)`` (looked up per request:
+        #: a forked child gets a new buffer): ``track()`` in one call, without building a dict or copying it.
         self.client = client
-        #: Hands over a compact event (``peekapi.event.COMPACT_FIELDS`` and the tracking time): ``track()``
-        #: without building a dict or copying it. O(1), never raises.
-        self.track = client._enqueue
         self.identify = settings.identify_consumer
         self.query_string = settings.collect_query_string
         self._paths = settings.exclude_paths
@@ -157,7 +155,7 @@ class Capture:
         return identify_consumer(headers, self.identify)
 
     def environ_consumer(self, environ: Mapping[str, Any]) -> str | list[tuple[bytes, Any]] | None:
-        """The consumer of a WSGI environ or Django ``request.META``, for :meth:`emit`. Never raises.
+        """The consumer of a WSGI environ or Django ``request.META``, for ``EventBuffer.record``. Never raises.
 
         With ``identify_consumer`` set, its answer. Else the two headers the default rule reads, as a header
         list that the background resolves (``peekapi.event.resolve_headers``: the authorization is hashed there,
@@ -170,22 +168,3 @@ class Capture:
         if api_key is None and authorization is None:
             return None
         return [(b"x-api-key", api_key), (b"authorization", authorization)]
-
-    def emit(  # noqa: PLR0917 - positional on purpose: called once per request
-        self,
-        method: str,
-        path: str,
-        route: str | None,
-        status: int,
-        elapsed_ms: float,
-        request_size: int,
-        response_size: int,
-        consumer_id: str | list[tuple[bytes, Any]] | None,
-    ) -> None:
-        """Hand one request's event to the client as a compact event. Never raises (``track()`` does not).
-
-        ``consumer_id`` may be a header list instead (ASGI's, or what :meth:`environ_consumer` hands back): the
-        consumer is then resolved off the request path (``peekapi.event.resolve_headers``), and a Content-Length
-        in the list replaces ``request_size`` (the body bytes read, for ASGI).
-        """
-        self.track((method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time()))

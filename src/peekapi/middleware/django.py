@@ -190,7 +190,7 @@ class _Exchange:
                 path = capture.with_query(path, meta.get("QUERY_STRING", ""))
             match = request.resolver_match
             route = match.route if match is not None else None
-            capture.emit(
+            capture.client._buffer.record(
                 request.method or "GET",
                 path,
                 route or None,

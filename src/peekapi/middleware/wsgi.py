@@ -187,7 +187,7 @@ class _Exchange:
             request_size = parse_size(content_length) if content_length else None
             if request_size is None:
                 request_size = self.input.count if self.input is not None else 0
-            capture.emit(
+            capture.client._buffer.record(
                 environ.get("REQUEST_METHOD", "GET"),
                 path,
                 wsgi_route(environ, self.werkzeug_request),
