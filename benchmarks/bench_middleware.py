@@ -13,8 +13,8 @@ Three measurements, each interleaving the variants in one run and reporting medi
 3. Latency below saturation (``latency``): the same servers, each wrk connection pausing between its requests
    (a wrk script), so the server has room to spare: response-time percentiles, bare vs peekapi.
 
-Under load and in the latency runs, an empty pass-through middleware (``noop``) runs next to them: the floor
-under what any middleware that records responses can cost.
+In every measurement a pass-through middleware that only wraps ``send``/``start_response`` and counts the body
+bytes (``noop``) runs next to them: the floor under what any middleware that records responses can cost.
 
     python benchmarks/bench_middleware.py             # all three
     python benchmarks/bench_middleware.py inproc      # in-process only
@@ -69,8 +69,9 @@ def _sink_url() -> str:
 # The variants measured in-process. "peekapi" (delivering from threads), "peekapi-process" (from a delivery
 # process, whose CPU time is added) and "peekapi010" are measured with their delivery of the batch's events
 # included. "peekapi-path" holds delivery back during a batch (batch size and interval beyond it), delivers
-# after it, untimed, and counts only the serving thread: the cost on the request path alone. "noop" is the
-# empty pass-through middleware (NoopASGI / NoopWSGI): the floor under any middleware's request path.
+# after it, untimed, and counts only the serving thread: the cost on the request path alone. "noop" is a
+# pass-through middleware that only wraps send / start_response and counts the body bytes (NoopASGI /
+# NoopWSGI): the floor under any middleware that records responses.
 VARIANTS = ("bare", "noop", "peekapi", "peekapi-process", "peekapi-path", "peekapi010")
 CLIENTS: dict[str, list[Any]] = {}
 
@@ -337,9 +338,10 @@ def _timed(variant: str, run: Callable[[], None], n: int) -> float:
     """CPU µs per request.
 
     "peekapi" and "peekapi010": CPU time of the whole process (all its threads) for the batch plus the
-    delivery of its events, so the SDKs' background work counts. "bare" and "peekapi-path": CPU time of the
-    thread serving the requests only (the request path; for "peekapi-path" its events are delivered after the
-    batch, untimed). Process or thread CPU time rather than wall time: other load on the machine does not count.
+    delivery of its events, so the SDKs' background work counts ("peekapi-process": its delivery process's
+    too). "bare", "noop" and "peekapi-path": CPU time of the thread serving the requests only (the request
+    path; for "peekapi-path" its events are delivered after the batch, untimed). Process or thread CPU time
+    rather than wall time: other load on the machine does not count.
     """
     clock = time.thread_time if variant in ("bare", "noop", "peekapi-path") else time.process_time
     if variant == "peekapi-process":
@@ -403,7 +405,8 @@ def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
         results[suite] = medians
         bare = samples["bare"]
         print(f"\n{suite}: CPU µs per request, median of {rounds} interleaved batches of {n}; added: the median")
-        print("  of the per-round differences to bare (the same round: paired), and its ratio")
+        print("  of the per-round differences to bare (the same round: paired), and its ratio; peekapi,")
+        print("  peekapi-process and peekapi010 include the CPU time of delivering their events")
         for variant, values in samples.items():
             extra = ""
             if variant != "bare":

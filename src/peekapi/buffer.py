@@ -1,6 +1,7 @@
 """The in-memory buffer: the only thing the request path touches.
 
-``EventBuffer.offer`` is O(1), takes no lock (``deque.append`` is atomic), does no I/O and never raises.
+``EventBuffer.record`` (the middleware's) and ``EventBuffer.offer`` (``track()``'s) are O(1), take no lock
+(``deque.append`` is atomic), do no I/O and never raise.
 ``Doorbell`` wakes a worker thread without a lock either, so a signal handler that interrupts ``track()``
 mid-way can still ring it without deadlocking.
 """
@@ -108,7 +109,7 @@ def _nothing() -> None:
 
 
 class EventBuffer:
-    """Bounded FIFO of tracked events (see ``Entry``) with a lock-free ``offer``.
+    """Bounded FIFO of tracked events (see ``Entry``) with a lock-free ``record`` and ``offer``.
 
     ``capacity`` bounds the events held in memory, together with ``held_elsewhere`` (events the worker holds
     in batches not yet sent), which the worker keeps current.
@@ -117,6 +118,7 @@ class EventBuffer:
     __slots__ = (
         "_items",
         "_reported_drops",
+        "_warned",
         "batch_size",
         "capacity",
         "closed",
@@ -132,7 +134,7 @@ class EventBuffer:
     def __init__(self, capacity: int, batch_size: int) -> None:
         self._items: collections.deque[Entry] = collections.deque()
         self.capacity = capacity
-        #: What :meth:`offer` compares with: ``capacity``, or 0 once closed (one comparison on the request path).
+        #: What :meth:`record` and :meth:`offer` compare with: ``capacity``, or 0 once closed (one comparison).
         self.limit = capacity
         self.batch_size = batch_size
         self.held_elsewhere = 0
@@ -143,6 +145,7 @@ class EventBuffer:
         self.closed = False
         self.dropped_full = Counter()
         self.dropped_closed = Counter()
+        self._warned = False
         self._reported_drops = 0
 
     def offer(self, entry: Entry) -> None:
@@ -150,7 +153,8 @@ class EventBuffer:
         ``wake_pending`` when it wakes).
 
         When memory is full the event is not kept, ``dropped_full`` is bumped and the worker woken (to spill);
-        once closed, it is not kept and ``dropped_closed`` is bumped. O(1), lock-free, never raises.
+        once closed, it is not kept and ``dropped_closed`` is bumped (the first such event logs a warning, the
+        one step that may take a lock: the logging module's). O(1), lock-free otherwise, never raises.
         """
         items = self._items
         queued = len(items)
@@ -178,14 +182,15 @@ class EventBuffer:
 
         The one place that builds a compact event (``peekapi.event.COMPACT_FIELDS``, then the tracking time),
         in the same call that appends it: one Python call per request. ``consumer_id`` may be a header list
-        (see ``peekapi.event.resolve_headers``). O(1), lock-free, never raises.
+        (see ``peekapi.event.resolve_headers``). O(1), lock-free but as :meth:`offer` says, never raises.
         """
+        # Built before the room is checked, to keep the check next to the append (see close()). The route
+        # comes after the consumer on the wire order, not in the argument order.
+        entry = (method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time.time())
         items = self._items
         queued = len(items)
         if queued + self.held_elsewhere < self.limit:
-            items.append(
-                (method, path, status, elapsed_ms, request_size, response_size, consumer_id, route, time.time())
-            )
+            items.append(entry)
             if queued + 1 < self.batch_size or self.wake_pending:
                 return
             self.wake_pending = True
@@ -197,8 +202,9 @@ class EventBuffer:
         """Count an event memory has no room for (or that came after :meth:`close`); wake the worker to spill."""
         if self.closed:
             self.dropped_closed.bump()
-            if self.dropped_closed.value == 1:  # the first: logged once, all counted (stats()["dropped"])
-                logger.warning("peekapi: events tracked after shutdown() are dropped (counted as 'closed')")
+            if not self._warned:  # all counted (stats()["dropped"]); the first logged (at most twice if racing)
+                self._warned = True
+                logger.warning("peekapi: events tracked once shutdown() began are dropped (counted as 'closed')")
         else:
             self.dropped_full.bump()
             if not self.wake_pending:
@@ -206,7 +212,12 @@ class EventBuffer:
                 self.wake()
 
     def close(self) -> None:
-        """Take no more events: every later one is counted in ``dropped_closed``. What is held stays."""
+        """Refuse new events from :meth:`record` and :meth:`offer` (counted in ``dropped_closed``).
+
+        What is held stays, to be drained; :meth:`put_back` and :meth:`offer_all` still take events in (the
+        worker returning what it could not send, during shutdown). A ``record()`` that had checked for room just
+        before may still append its event: one that a draining worker takes after this call is delivered.
+        """
         self.closed = True
         self.limit = 0
 

@@ -236,9 +236,10 @@ def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
 def resolve_head(event: dict[str, Any]) -> dict[str, Any]:
     """A middleware's event with ``response_size`` 0 for a HEAD request.
 
-    The application may produce the GET body for HEAD (Starlette does), but no server sends it (RFC 9110,
-    9.3.2): what the middleware counted is not what went out. Only for the middleware's compact events; an
-    event given to ``track()`` is taken as it is.
+    The application may produce the GET body for HEAD (Starlette does), but RFC 9110 (9.3.2) forbids sending
+    it, and servers drop it (uvicorn, gunicorn, Django's; ``wsgiref``'s development server is an exception):
+    what the middleware counted is not what went out. Only for the middleware's compact events; an event
+    given to ``track()`` is taken as it is.
     """
     if event.get("method") == "HEAD":
         event["response_size"] = 0

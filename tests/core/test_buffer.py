@@ -69,5 +69,5 @@ def test_a_closed_buffer_keeps_what_it_holds_and_counts_the_rest_without_waking(
         buffer.offer(("GET", "/late", 200, 1.0, 0, 0, None, None, 0.0))
     assert (len(buffer), buffer.dropped_closed.value, buffer.dropped_full.value, len(wakes)) == (1, 2, 0, 1)
     assert [r.getMessage() for r in caplog.records].count(
-        "peekapi: events tracked after shutdown() are dropped (counted as 'closed')"
+        "peekapi: events tracked once shutdown() began are dropped (counted as 'closed')"
     ) == 1

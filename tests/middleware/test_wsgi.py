@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,34 @@ def test_close_is_forwarded_even_when_the_body_is_never_iterated(client: Any, de
     assert closed == [True]
     event = delivered.one()
     assert (event["status_code"], event["response_size"]) == (200, 0)
+
+
+def test_a_response_holding_start_response_is_freed_without_the_garbage_collector(
+    client: Any, delivered: Delivered
+) -> None:
+    # PEP 3333's class-based application keeps the start_response it was given, and the middleware's is a
+    # method of its per-request object: once the server closed the response, nothing may keep them alive.
+    made: list[weakref.ref[object]] = []
+
+    class Greeting:
+        def __init__(self, environ: Environ, start_response: StartResponse) -> None:
+            self.start = start_response
+            made.append(weakref.ref(self))
+
+        def __iter__(self) -> Iterator[bytes]:
+            self.start("200 OK", [("Content-Type", "text/plain")])
+            yield b"hello"
+
+    app = PeekApiWSGI(Greeting, client=client)
+    gc.disable()
+    try:
+        response, result, body = serve(app)
+        del result
+        assert [ref() for ref in made] == [None]
+    finally:
+        gc.enable()
+    assert (response.status, body) == ("200 OK", b"hello")
+    assert delivered.one()["response_size"] == 5
 
 
 def test_a_late_start_response_is_seen(client: Any, delivered: Delivered) -> None:

@@ -168,6 +168,9 @@ class _Exchange:
             if close is not None:
                 close()
         finally:
+            # The response may hold our start_response (PEP 3333's own class example does): let go of it, so
+            # that reference counting frees the request without waiting for the garbage collector.
+            self.result = ()
             if not self.done:
                 self.finish()
 
