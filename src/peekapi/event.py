@@ -61,7 +61,7 @@ class DroppedEvent(Exception):
 #: A middleware may leave the request's headers to be read here, off the request path: its ``consumer_id`` is
 #: then a header list (``[(name, value), ...]``, names lower-case bytes; values bytes as in ASGI, or str or None
 #: from a WSGI environ) and its ``request_size`` the size known so far, both resolved by
-#: :func:`resolve_headers` with the default consumer rule (a ``content-length`` in the list replaces the size).
+#: :func:`resolve_compact` with the default consumer rule (a ``content-length`` in the list replaces the size).
 COMPACT_FIELDS = (
     "method",
     "path",
@@ -93,9 +93,7 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
         fast = _encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
         if fast is not None:
             return fast
-        if type(raw[6]) is list:  # type: ignore[index]
-            raw = resolve_headers(raw)  # type: ignore[arg-type]
-        raw = resolve_head(dict(zip(COMPACT_FIELDS, raw[:-1], strict=True)))  # type: ignore[index]
+        raw = dict(zip(COMPACT_FIELDS, resolve_compact(raw)[:-1], strict=True))  # type: ignore[arg-type]
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
         fast = _encode_plain(source, tracked_at, max_event_bytes)
@@ -155,10 +153,8 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
 def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
     """The fast path for a compact event (the middleware's tuple); None whenever the general path must decide."""
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
-    if type(consumer) is list:
-        request_size, consumer = _from_headers(consumer, request_size)
-    if method == "HEAD":
-        response_size = 0  # see resolve_head
+    if type(consumer) is list or method == "HEAD":
+        request_size, response_size, consumer = _resolved(method, request_size, response_size, consumer)
     return _encode_fields(
         method,
         path,
@@ -223,31 +219,33 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
     return data if len(data) <= max_event_bytes else None
 
 
-def resolve_headers(raw: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A compact event whose ``consumer_id`` is a header list, with the consumer and request size filled in.
+def resolve_compact(raw: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A compact event with what the middleware left to the background filled in.
 
-    ``request_size`` becomes the Content-Length when the list has a valid one (else it stays as it is), and
-    ``consumer_id`` the default rule's answer: ``x-api-key`` as is, else the hashed ``authorization``, else None.
+    - ``consumer_id`` a header list: ``request_size`` becomes the Content-Length when the list has a valid one
+      (else it stays as it is), and ``consumer_id`` the default rule's answer: ``x-api-key`` as is, else the
+      hashed ``authorization``, else None.
+    - A HEAD request: ``response_size`` 0. The application may produce the GET body for HEAD (Starlette does),
+      but RFC 9110 (9.3.2) forbids sending it, and servers drop it (uvicorn, gunicorn, Django's; ``wsgiref``'s
+      development server is an exception): what the middleware counted is not what went out. Compact events
+      only; an event given to ``track()`` is taken as it is.
     """
-    request_size, consumer = _from_headers(raw[6], raw[4])
-    return (*raw[:4], request_size, raw[5], consumer, *raw[7:])
+    request_size, response_size, consumer = _resolved(raw[0], raw[4], raw[5], raw[6])
+    return (*raw[:4], request_size, response_size, consumer, *raw[7:])
 
 
-def resolve_head(event: dict[str, Any]) -> dict[str, Any]:
-    """A middleware's event with ``response_size`` 0 for a HEAD request.
-
-    The application may produce the GET body for HEAD (Starlette does), but RFC 9110 (9.3.2) forbids sending
-    it, and servers drop it (uvicorn, gunicorn, Django's; ``wsgiref``'s development server is an exception):
-    what the middleware counted is not what went out. Only for the middleware's compact events; an event
-    given to ``track()`` is taken as it is.
-    """
-    if event.get("method") == "HEAD":
-        event["response_size"] = 0
-    return event
+def _resolved(method: Any, request_size: Any, response_size: Any, consumer: Any) -> tuple[Any, Any, Any]:
+    """``request_size``, ``response_size`` and ``consumer_id`` of a compact event, resolved (see
+    :func:`resolve_compact`)."""
+    if type(consumer) is list:
+        request_size, consumer = _from_headers(consumer, request_size)
+    if method == "HEAD":
+        response_size = 0
+    return request_size, response_size, consumer
 
 
 def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:
-    """The request size and the default consumer id of a header list (see :func:`resolve_headers`)."""
+    """The request size and the default consumer id of a header list (see :func:`resolve_compact`)."""
     length = api_key = authorization = None
     try:
         for name, value in headers:

@@ -174,17 +174,24 @@ def track_padded(client: PeekApiClient, count: int) -> None:
         client.track({"method": "GET", "path": f"/m/{i}/{padding}", "status_code": 200, "response_time_ms": 1.0})
 
 
-def test_events_of_a_frame_cut_short_by_a_dying_delivery_process_are_kept(
-    ingest: IngestServer, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sys, "executable", fake_delivery(tmp_path, ready=False, until="mid-frame"))
+def through_a_delivery_process_dying_mid_frame(
+    ingest: IngestServer, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, ready: bool
+) -> tuple[list[str], Any]:
+    """Track 20,000 padded events with a first delivery process that dies in its first frame; flush and shut
+    down (both must succeed). Returns the paths that arrived and the client's stats."""
+    monkeypatch.setattr(sys, "executable", fake_delivery(tmp_path, ready=ready, until="mid-frame"))
     client = PeekApiClient({**options, "delivery": "process", "max_buffer_size": 100_000})
     track_padded(client, 20_000)
     assert client.flush(30)
     assert client.shutdown(5)
-    paths = [e["path"] for e in ingest.events()]
+    return [e["path"] for e in ingest.events()], client.stats()
+
+
+def test_events_of_a_frame_cut_short_by_a_dying_delivery_process_are_kept(
+    ingest: IngestServer, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths, stats = through_a_delivery_process_dying_mid_frame(ingest, options, tmp_path, monkeypatch, ready=False)
     assert len(paths) == 20_000 and len(set(paths)) == 20_000
-    stats = client.stats()
     assert stats["sent"] == 20_000 and stats["dropped_total"] == 0
 
 
@@ -193,14 +200,8 @@ def test_a_ready_delivery_process_dying_mid_frame_loses_only_what_it_had_whole(
 ) -> None:
     # Frames it had whole (in the socket, unread) died with it: counted as process_lost. The frame it cut short
     # was never its: delivered by whoever comes next. Nothing twice.
-    monkeypatch.setattr(sys, "executable", fake_delivery(tmp_path, ready=True, until="mid-frame"))
-    client = PeekApiClient({**options, "delivery": "process", "max_buffer_size": 100_000})
-    track_padded(client, 20_000)
-    assert client.flush(30)
-    assert client.shutdown(5)
-    paths = [e["path"] for e in ingest.events()]
+    paths, stats = through_a_delivery_process_dying_mid_frame(ingest, options, tmp_path, monkeypatch, ready=True)
     assert len(paths) == len(set(paths))
-    stats = client.stats()
     assert stats["sent"] == len(paths) > 0
     # How much it had whole depends on how far the relay got before it died (often a frame or more, at times none).
     assert stats["sent"] + stats["dropped"].get("process_lost", 0) == 20_000 == stats["tracked"]

@@ -139,7 +139,7 @@ class _Exchange:
             if capture.query_string:
                 path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
             if capture.identify is None:
-                # The headers are read later, off the request path (see peekapi.event.resolve_headers).
+                # The headers are read later, off the request path (see peekapi.event.resolve_compact).
                 consumer_id: str | list[tuple[bytes, bytes]] | None = (
                     raw_headers if type(raw_headers) is list else list(raw_headers)
                 )

@@ -158,7 +158,7 @@ class Capture:
         """The consumer of a WSGI environ or Django ``request.META``, for ``EventBuffer.record``. Never raises.
 
         With ``identify_consumer`` set, its answer. Else the two headers the default rule reads, as a header
-        list that the background resolves (``peekapi.event.resolve_headers``: the authorization is hashed there,
+        list that the background resolves (``peekapi.event.resolve_compact``: the authorization is hashed there,
         off the request path), or None when neither is there.
         """
         if self.identify is not None:

@@ -88,9 +88,8 @@ class _Exchange:
     )
 
     # Set later, and read only after: result (the application's response, before the server gets this
-    # exchange), response_headers and _write (by start_response).
+    # exchange) and _write (by start_response, which returns the method that uses it).
     result: Iterable[bytes]
-    response_headers: list[tuple[str, str]]
     _write: WriteCallable
 
     def __init__(self, capture: Capture, environ: Environ, start_response: StartResponse, path: str) -> None:
@@ -99,6 +98,7 @@ class _Exchange:
         self._start_response = start_response
         self.path = path
         self.status = ""  # until start_response: no valid status (recorded as 500)
+        self.response_headers: list[tuple[str, str]] = []
         self.sent = 0
         self.done = False
         self.input: _CountingInput | None = None
@@ -134,7 +134,7 @@ class _Exchange:
         return result
 
     def _file_size(self, result: object) -> int:
-        for name, value in self.response_headers if self.status else ():
+        for name, value in self.response_headers:
             if name.lower() == "content-length":
                 return parse_size(value) or 0
         try:
@@ -155,11 +155,9 @@ class _Exchange:
         except BaseException:
             if not started:  # once the headers are out, the status stands
                 self.status = ""
-            if not self.done:
-                self.finish()
-            raise
-        if not self.done:
             self.finish()
+            raise
+        self.finish()
 
     def close(self) -> None:
         """Forwarded to the application's response; then the request is recorded (once)."""
@@ -171,11 +169,13 @@ class _Exchange:
             # The response may hold our start_response (PEP 3333's own class example does): let go of it, so
             # that reference counting frees the request without waiting for the garbage collector.
             self.result = ()
-            if not self.done:
+            if not self.done:  # recorded already at the end of the body, as a rule: spare the call
                 self.finish()
 
     def finish(self) -> None:
-        """Record the request (callers check ``done`` first: once). Never raises."""
+        """Record the request, once. Never raises."""
+        if self.done:
+            return
         end = perf_counter()
         self.done = True
         try:
@@ -237,8 +237,7 @@ class _FileClose:
             if self._close is not None:
                 self._close()
         finally:
-            if not self._exchange.done:
-                self._exchange.finish()
+            self._exchange.finish()
 
 
 class _CountingInput:
