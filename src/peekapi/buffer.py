@@ -3,7 +3,8 @@
 ``EventBuffer.record`` (the middleware's) and ``EventBuffer.offer`` (``track()``'s) are O(1), take no lock
 (``deque.append`` is atomic), do no I/O and never raise.
 ``Doorbell`` wakes a worker thread without a lock either, so a signal handler that interrupts ``track()``
-mid-way can still ring it without deadlocking.
+mid-way can still ring it without deadlocking; ``Latch`` answers a waiting caller (a flush, a stats request)
+without ever blocking the background thread that answers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import itertools
 import logging
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -83,6 +85,34 @@ class Doorbell:
         for sock in (self._reader, self._writer):
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+class Latch:
+    """A one-shot answer to the threads waiting for it: ``set()`` never blocks.
+
+    Unlike ``threading.Event``, whose ``set()`` takes a lock that each waiter holds for a moment: a signal
+    handler that interrupts a waiter right there (a ``flush()`` or ``stats()`` on the main thread) and then waits
+    for the background thread that would set it (``shutdown()``) would leave both waiting for good.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held while unset; released by set()
+
+    def set(self) -> None:
+        """Release the waiters (idempotent). Never blocks, never raises; any thread."""
+        with contextlib.suppress(RuntimeError):  # set already
+            self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds for ``set()``; True if it was set. Interruptible by signal handlers."""
+        if not self._lock.acquire(timeout=max(timeout, 0.0)):
+            return False
+        with contextlib.suppress(RuntimeError):  # a second set() released it under us: set all the same
+            self._lock.release()
+        return True
 
 
 #: The key under which a tracked dict carries its tracking time while it waits in the buffer.

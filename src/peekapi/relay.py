@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from . import channel, worker
-from .buffer import Doorbell, Entry, EventBuffer, unpack
-from .channel import Channel, ChannelBusy, ChannelClosed
+from .buffer import Doorbell, Entry, EventBuffer, Latch, unpack
+from .channel import Channel, ChannelClosed
 from .config import Settings
 from .event import DroppedEvent, encode_event
 from .lifecycle import block_app_signals
@@ -113,7 +113,12 @@ class _Child:
 
 class RelayWorker:
     """Same contract as ``Worker`` (start, wake, flush, stop, in_flight, discard_after_fork), delivering through a
-    delivery process. ``start``/``flush``/``stop`` may be called from any thread; ``wake`` is lock-free."""
+    delivery process. ``start``/``flush``/``stop``/``counters`` may be called from any thread; ``wake`` is lock-free.
+
+    Only the relay thread writes to the channel: the other threads queue what they want sent (a flush, a stats
+    request) and ring. So no application thread ever holds the channel, and a signal handler's ``shutdown()``
+    on a thread it interrupted never waits for that thread.
+    """
 
     def __init__(
         self,
@@ -129,9 +134,10 @@ class RelayWorker:
         self._spool = spool
         self._make_worker = make_worker
         self._bell = Doorbell()
-        self._flushes: collections.deque[tuple[threading.Event, float]] = collections.deque()
-        self._awaiting: dict[int, tuple[threading.Event, float]] = {}  # forwarded flushes by token
-        self._stats_replies: dict[int, list[Any]] = {}
+        self._flushes: collections.deque[tuple[Latch, float]] = collections.deque()
+        self._awaiting: dict[int, tuple[Latch, float]] = {}  # forwarded flushes by token
+        self._asks: collections.deque[int] = collections.deque()  # stats requests to send, by token
+        self._stats_replies: dict[int, Latch] = {}
         self._tokens = itertools.count(1)
         self._closing = False
         self._deadline = float("inf")
@@ -165,7 +171,7 @@ class RelayWorker:
         threaded = self._threaded
         if threaded is not None:
             return threaded.flush(timeout)
-        marker = threading.Event()
+        marker = Latch()
         self._flushes.append((marker, time.monotonic() + timeout))
         self._bell.ring()
         threaded = self._threaded
@@ -182,6 +188,9 @@ class RelayWorker:
             self._thread.join(max(deadline - time.monotonic(), 0.0) + STOP_GRACE + 1.0)
         if self._thread is None or not self._thread.is_alive():
             self._bell.close()
+        elif self._threaded is None and len(self._buffer):  # stuck (a delivery process that stopped reading)
+            logger.warning("peekapi: the relay did not finish in time; spooling what it had not handed over")
+            self._spool_buffer()
         threaded = self._threaded
         if threaded is not None:
             return threaded.stop(deadline)
@@ -214,10 +223,10 @@ class RelayWorker:
         totals = dict(self._retired)
         child = self._child
         if child is not None and not child.gone:
-            # Not from the relay thread (it takes the answer in), nor once stopping (shutdown() may run in a
-            # signal handler that interrupted this very channel).
-            if not self._closing and threading.current_thread() is not self._thread:
-                self._refresh(child)
+            # Not from the relay thread (it takes the answer in), nor once stopping (STOPPED brings the last).
+            relay = self._thread
+            if not self._closing and relay is not None and relay.is_alive() and threading.current_thread() is not relay:
+                self._refresh()
             if child.snapshot is not None:
                 _add_counters(totals, child.snapshot)
         return totals
@@ -239,12 +248,12 @@ class RelayWorker:
             self._fall_back()
             return
         while True:
-            if not (self._closing or self._flushes):
+            if not (self._closing or self._flushes or self._asks):
                 buffer.wake_pending = False  # the next offer() rings
                 if not len(buffer):
                     self._wait(IDLE_WAIT)
                 buffer.wake_pending = True
-                if len(buffer) and not (self._closing or self._flushes):
+                if len(buffer) and not (self._closing or self._flushes or self._asks):
                     self._wait(GATHER_DELAY)
             if self._threaded is not None:
                 return
@@ -256,13 +265,14 @@ class RelayWorker:
                 flushes = []
             if (len(buffer) or flushes) and not self._hand_over(flushes):
                 return  # fell back to threads, which took over the buffer and the flushes
+            self._send_asks()
             if self._closing:
                 self._stop_child()
                 self._report_full()  # drops since this round's report, when track() raced with stop()
                 return
             self._check_child()
 
-    def _hand_over(self, flushes: list[tuple[threading.Event, float]]) -> bool:
+    def _hand_over(self, flushes: list[tuple[Latch, float]]) -> bool:
         """Forward the buffer's events, then the flush requests. False when it fell back to threads."""
         flushes = list(flushes)  # those not sent yet
         while True:
@@ -278,10 +288,6 @@ class RelayWorker:
                     # Awaited once sent in full: a replacement is sent those again (see _ensure_child), and
                     # only those, while the rest are sent from here.
                     self._awaiting[token] = flushes.pop(0)
-                return True
-            except ChannelBusy:
-                # Another thread holds the channel (a signal handler's shutdown): the rest go next round.
-                self._flushes.extendleft(reversed(flushes))
                 return True
             except ChannelClosed as exc:
                 self._lost(child, f"the delivery process stopped answering ({exc})")
@@ -300,9 +306,9 @@ class RelayWorker:
             body = marshal.dumps(entries)
         try:
             child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._take_answers(child))
-        except ChannelClosed:  # ChannelBusy too
+        except ChannelClosed:
             # Nothing or part of the frame went out, and a delivery process acts on whole frames only: these
-            # events are still ours, for this process when busy, for its successor (or the threads) when gone.
+            # events are still ours, for its successor (or the threads).
             self._buffer.put_back(entries)
             raise
         child.forwarded += len(entries)
@@ -461,24 +467,40 @@ class RelayWorker:
             token, child.snapshot = value
             waiter = self._stats_replies.pop(token, None)
             if waiter is not None:
-                waiter[0].set()
+                waiter.set()
         elif kind == channel.ERROR:
             report_error(self._settings, DeliveryError(*value))
         elif kind == channel.STOPPED:
             child.done, child.snapshot = value
             child.stopped.set()
 
-    def _refresh(self, child: _Child) -> None:
+    def _refresh(self) -> None:
+        """Ask the delivery process for its stats through the relay thread; wait up to STATS_TIMEOUT for them."""
         token = next(self._tokens)
-        answered = threading.Event()
-        self._stats_replies[token] = [answered]
+        answered = self._stats_replies[token] = Latch()
+        self._asks.append(token)
+        self._bell.ring()
         try:
-            child.out.send(channel.STATS, token, timeout=STATS_TIMEOUT)
-            answered.wait(STATS_TIMEOUT)  # the relay thread takes the answer in
-        except ChannelClosed:
-            pass
+            answered.wait(STATS_TIMEOUT)  # the relay thread sends the request and takes the answer in
         finally:
             self._stats_replies.pop(token, None)
+
+    def _send_asks(self) -> None:
+        """Send the queued stats requests (relay thread). Never raises; a failed channel is found out later."""
+        asks = self._asks
+        child = self._child
+        live = child is not None and not child.gone
+        while asks:
+            token = asks.popleft()
+            if live and child is not None:
+                try:
+                    child.out.send(channel.STATS, token, on_stall=lambda: self._take_answers(child))
+                    continue
+                except ChannelClosed:  # the next hand-over replaces it; the callers keep the last snapshot
+                    live = False
+            waiter = self._stats_replies.get(token)
+            if waiter is not None:
+                waiter.set()
 
     def _check_child(self) -> None:
         child = self._child
@@ -554,7 +576,7 @@ class RelayWorker:
         self._result = done
         self._finished.set()
 
-    def _fall_back(self, flushes: list[tuple[threading.Event, float]] | None = None) -> None:
+    def _fall_back(self, flushes: list[tuple[Latch, float]] | None = None) -> None:
         """Deliver from threads in this process from now on (same buffer, same spool)."""
         if self._threaded is not None:
             return
@@ -574,9 +596,7 @@ class RelayWorker:
             if threaded.flush(max(deadline - time.monotonic(), 0.0)):
                 marker.set()
 
-    def _pending_flushes(
-        self, flushes: list[tuple[threading.Event, float]] | None
-    ) -> list[tuple[threading.Event, float]]:
+    def _pending_flushes(self, flushes: list[tuple[Latch, float]] | None) -> list[tuple[Latch, float]]:
         """Every flush not answered yet: those taken in this round, those queued, and those a child never answered."""
         pending = list(flushes or ()) + list(self._awaiting.values())
         pending += [self._flushes.popleft() for _ in range(len(self._flushes))]

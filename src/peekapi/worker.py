@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .batch import Batch, build_batches
-from .buffer import Doorbell, Entry, EventBuffer, unpack
+from .buffer import Doorbell, Entry, EventBuffer, Latch, unpack
 from .config import Settings
 from .lifecycle import block_app_signals
 from .spool import Claim, Spool
@@ -73,12 +73,12 @@ class Worker:
         self._stats = stats
         self._batcher_bell = Doorbell()
         self._sender_bell = Doorbell()
-        self._outbox: collections.deque[Batch | threading.Event] = collections.deque()
+        self._outbox: collections.deque[Batch | Latch] = collections.deque()
         self._outbox_cap = max(settings.batch_size, settings.max_buffer_size // 2)
         self._put_events = 0  # written by the batcher only
         self._got_events = 0  # written by the sender only
-        self._flush_requests: collections.deque[threading.Event] = collections.deque()
-        self._markers: collections.deque[tuple[threading.Event, int]] = collections.deque()
+        self._flush_requests: collections.deque[Latch] = collections.deque()
+        self._markers: collections.deque[tuple[Latch, int]] = collections.deque()
         self._drain_to = 0  # take partial batches until this many events were taken in all
         self._blocked = False
         # Memory this full (3/4) makes the batcher spill down to half: headroom for bursts between its polls.
@@ -115,7 +115,7 @@ class Worker:
 
         Interrupts a retry backoff so the next attempt is made at once.
         """
-        marker = threading.Event()
+        marker = Latch()
         self._flush_requests.append(marker)
         self._hurry = True
         self._batcher_bell.ring()
@@ -318,8 +318,8 @@ class Worker:
     def _send_loop(self) -> None:
         while True:
             item = self._outbox.popleft() if self._outbox else None
-            if isinstance(item, threading.Event):
-                if not self._closing and not any(isinstance(i, threading.Event) for i in self._outbox):
+            if isinstance(item, Latch):
+                if not self._closing and not any(isinstance(i, Latch) for i in self._outbox):
                     self._hurry = False
                 item.set()
                 continue
@@ -403,10 +403,10 @@ class Worker:
         self._report_error(DeliveryError(message, result.status, batch.count))
         # The endpoint is down: move what waits in memory to disk too, so a crash cannot lose it.
         waiting: list[Batch] = []
-        markers: list[threading.Event] = []
+        markers: list[Latch] = []
         for _ in range(len(self._outbox)):
             item = self._outbox.popleft()
-            (markers if isinstance(item, threading.Event) else waiting).append(item)  # type: ignore[arg-type]
+            (markers if isinstance(item, Latch) else waiting).append(item)  # type: ignore[arg-type]
         self._got_events += sum(b.count for b in waiting)
         self._buffer.held_elsewhere = self.in_flight
         self._to_spool(waiting)

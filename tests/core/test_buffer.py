@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
 
 import pytest
 
-from peekapi.buffer import EventBuffer
+from peekapi.buffer import EventBuffer, Latch
 
 
 def entries(count: int) -> list[tuple[object, ...]]:
@@ -71,3 +77,47 @@ def test_a_closed_buffer_keeps_what_it_holds_and_counts_the_rest_without_waking(
     assert [r.getMessage() for r in caplog.records].count(
         "peekapi: events tracked once shutdown() began are dropped (counted as 'closed')"
     ) == 1
+
+
+def test_a_latch_answers_its_waiters_once_set_and_only_then() -> None:
+    latch = Latch()
+    assert latch.wait(0.05) is False
+    setter = threading.Timer(0.05, latch.set)
+    setter.start()
+    assert latch.wait(5) is True
+    latch.set()  # idempotent
+    assert latch.wait(0) is True and latch.wait(0) is True
+    setter.join()
+
+
+def test_a_latch_is_set_while_a_signal_handler_has_interrupted_its_waiter() -> None:
+    # The handler (shutdown(), in real life) waits for the thread that answers. threading.Event fails this:
+    # interrupted inside wait() while it holds its condition's lock, the answering thread's set() waits for
+    # that lock, and the handler for the answering thread.
+    latch = Latch()
+    answered = threading.Event()
+    fired: list[str] = []
+
+    def answer() -> None:
+        latch.set()
+        answered.set()
+
+    def handler(signum: int, frame: object) -> None:
+        threading.Thread(target=answer, daemon=True).start()
+        fired.append("handled" if answered.wait(2) else "set() blocked")
+
+    def hook(frame: FrameType, what: str, arg: Any) -> None:
+        # At the first call into C inside the wait: the signal's handler runs right after that call.
+        if what == "c_call" and frame.f_code.co_name == "wait" and not fired:
+            fired.append("sent")
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        sys.setprofile(hook)
+        assert latch.wait(5) is True
+    finally:
+        sys.setprofile(None)
+        signal.signal(signal.SIGUSR1, previous)
+    assert fired == ["sent", "handled"]

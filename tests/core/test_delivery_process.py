@@ -13,6 +13,7 @@ import re
 import signal
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from peekapi import PeekApiClient
+from peekapi.channel import Channel
 from tests.core.test_process import HELD, assert_exactly_once, series, spawn  # noqa: F401 - spawn is a fixture
 from tests.support.ingest import Answer, IngestServer
 from tests.support.wait import eventually
@@ -97,6 +99,31 @@ def test_events_that_marshal_cannot_carry_are_encoded_in_the_app(ingest: IngestS
     assert client.shutdown(5)
     stats = client.stats()
     assert stats["tracked"] == 3 and stats["sent"] == 2 and stats["dropped"]["invalid"] == 1
+
+
+def test_only_the_relay_thread_writes_to_the_delivery_process(
+    ingest: IngestServer, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIGTERM handler runs shutdown() on the main thread in the middle of whatever the main thread was doing.
+    # Were that a send on the channel (stats() once sent its request itself), the relay thread would wait for
+    # the channel while shutdown() waits for the relay thread, and the events it had taken were in no count.
+    senders: list[str] = []
+    send = Channel.send
+
+    def recording(self: Channel, kind: int, *args: Any, **kwargs: Any) -> None:
+        senders.append(threading.current_thread().name)
+        send(self, kind, *args, **kwargs)
+
+    monkeypatch.setattr(Channel, "send", recording)
+    client = PeekApiClient({**options, "delivery": "process", "flush_interval": 60, "batch_size": 1000})
+    for i in range(20):
+        client.track({"method": "GET", "path": f"/o/{i}", "status_code": 200, "response_time_ms": 1.0})
+    assert eventually(lambda: client.stats()["queue_depth"] == 20)  # answered: its request went out
+    assert client.flush(5)
+    assert client.stats()["sent"] == 20
+    assert client.shutdown(5)
+    assert len(senders) >= 5  # CONFIG, EVENTS, STATS, FLUSH, STOP
+    assert set(senders) == {"peekapi-relay"}
 
 
 def fake_python(tmp_path: Path, body: str) -> str:
