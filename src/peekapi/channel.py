@@ -65,8 +65,9 @@ class Channel:
 
         Blocks while the socket is full, up to ``timeout`` seconds in all, calling ``on_stall`` (if given) each
         time it waited a socket timeout without progress: the reading side may need to take answers in for the
-        other end to go on. Raises ``ChannelClosed`` when the other end is gone or does not read for ``timeout``
-        (after a partial frame the channel is unusable from then on), ``ValueError`` when ``payload`` cannot be
+        other end to go on, and ``on_stall`` may raise (``ChannelClosed``, say) to give up. Raises
+        ``ChannelClosed`` when the other end is gone or does not read for ``timeout`` (after a partial frame the
+        channel is unusable from then on, whatever ended the send), ``ValueError`` when ``payload`` cannot be
         marshalled. Thread-safe.
         """
         body = marshal.dumps(payload) if raw is None else raw  # type: ignore[arg-type]
@@ -98,7 +99,11 @@ class Channel:
                         self._broken = True
                     raise ChannelClosed("the other end did not read in time") from None
                 if on_stall is not None:
-                    on_stall()
+                    try:
+                        on_stall()
+                    except BaseException:
+                        self._broken = self._broken or started
+                        raise
                 continue
             except OSError as exc:
                 self._broken = True

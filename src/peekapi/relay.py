@@ -107,8 +107,13 @@ class _Child:
         self.gone = False
         self.done = False  # its answer to STOP
         self.ready = False  # it reported ready (its imports and configuration went well)
+        self.overdue = False  # shutting down, it did not read by the deadline
         self.started = time.monotonic()
         self.unconfirmed: list[Entry] = []  # what it was handed before it reported ready
+
+
+class _Overdue(ChannelClosed):
+    """Shutting down, the deadline passed while the delivery process was not reading: stop sending to it."""
 
 
 class RelayWorker:
@@ -289,6 +294,9 @@ class RelayWorker:
                     # only those, while the rest are sent from here.
                     self._awaiting[token] = flushes.pop(0)
                 return True
+            except _Overdue:  # it may yet resume: it goes on alone with what it has, see _stop_child
+                self._flushes.extendleft(reversed(flushes))
+                return True
             except ChannelClosed as exc:
                 self._lost(child, f"the delivery process stopped answering ({exc})")
 
@@ -305,7 +313,7 @@ class RelayWorker:
             entries = self._portable(entries)
             body = marshal.dumps(entries)
         try:
-            child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._take_answers(child))
+            child.out.send(channel.EVENTS, raw=body, on_stall=lambda: self._stalled(child))
         except ChannelClosed:
             # Nothing or part of the frame went out, and a delivery process acts on whole frames only: these
             # events are still ours, for its successor (or the threads).
@@ -381,7 +389,7 @@ class RelayWorker:
 
     def _send_flush(self, child: _Child, token: int, deadline: float) -> None:
         seconds = max(deadline - time.monotonic(), 0.0)
-        child.out.send(channel.FLUSH, (token, seconds), on_stall=lambda: self._take_answers(child))
+        child.out.send(channel.FLUSH, (token, seconds), on_stall=lambda: self._stalled(child))
 
     def _spawn(self) -> _Child:
         reason = can_spawn()
@@ -450,6 +458,14 @@ class RelayWorker:
             except Exception:  # pragma: no cover - defensive
                 logger.exception("peekapi: could not read an answer from the delivery process")
 
+    def _stalled(self, child: _Child) -> None:
+        """While a send waits for room: take the answers in (it may be waiting to send one); past the shutdown
+        deadline, give up (``_Overdue``), so that what was not handed over can be spooled from here in time."""
+        self._take_answers(child)
+        if self._closing and time.monotonic() >= self._deadline:
+            child.overdue = True
+            raise _Overdue("the delivery process did not read by the deadline")
+
     def _on_frame(self, child: _Child, kind: int, value: Any) -> None:
         if kind == channel.READY:
             child.ready = True
@@ -494,7 +510,7 @@ class RelayWorker:
             token = asks.popleft()
             if live and child is not None:
                 try:
-                    child.out.send(channel.STATS, token, on_stall=lambda: self._take_answers(child))
+                    child.out.send(channel.STATS, token, on_stall=lambda: self._stalled(child))
                     continue
                 except ChannelClosed:  # the next hand-over replaces it; the callers keep the last snapshot
                     live = False
@@ -547,12 +563,13 @@ class RelayWorker:
             self._lost(child, "the delivery process ended unexpectedly")
         elif child is not None:
             seconds = max(self._deadline - time.monotonic(), 0.0)
+            end = time.monotonic() + seconds + STOP_GRACE  # for the send and the answer together
             try:
-                child.out.send(
-                    channel.STOP, seconds, timeout=seconds + STOP_GRACE, on_stall=lambda: self._take_answers(child)
-                )
-                end = time.monotonic() + seconds + STOP_GRACE
-                while not child.stopped.is_set() and time.monotonic() < end:
+                if not child.overdue:  # else its channel is full: it will find the end of the stream instead
+                    child.out.send(
+                        channel.STOP, seconds, timeout=seconds + STOP_GRACE, on_stall=lambda: self._take_answers(child)
+                    )
+                while not child.overdue and not child.stopped.is_set() and time.monotonic() < end:
                     self._wait(min(end - time.monotonic(), IDLE_WAIT))
             except ChannelClosed:
                 pass
@@ -570,6 +587,7 @@ class RelayWorker:
                 logger.warning("peekapi: the delivery process did not finish by the deadline; it goes on alone")
                 self._child = None
                 child.out.close()
+                _reap_later(child.process)
                 done = False
         if len(self._buffer):  # taken back from a delivery process that never started, or from a frame cut short
             self._spool_buffer()
@@ -605,6 +623,12 @@ class RelayWorker:
 
     def _spool_buffer(self) -> None:
         spool_entries(self._settings, self._spool, self._stats, self._buffer.take_entries(len(self._buffer)))
+
+
+def _reap_later(process: subprocess.Popen[bytes]) -> None:
+    """Collect the exit status of a delivery process left to finish alone, once it ends. Never raises."""
+    with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown: the exit reaps it
+        threading.Thread(target=process.wait, name="peekapi-reaper", daemon=True).start()
 
 
 def _add_counters(totals: dict[str, int], snap: dict[str, Any]) -> None:

@@ -235,6 +235,40 @@ def test_a_ready_delivery_process_dying_mid_frame_loses_only_what_it_had_whole(
     assert stats["dropped_total"] == stats["dropped"].get("process_lost", 0)
 
 
+@pytest.mark.slow
+def test_a_delivery_process_that_stops_reading_does_not_hold_shutdown_past_its_deadline(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stopped (SIGSTOP) with megabytes still to take, the delivery process leaves the relay waiting for room in
+    # the channel. At the deadline the relay gives up: the frame it had not sent in full and the buffer are
+    # spooled here, and the delivery process goes on alone with what it had whole once it resumes.
+    before = set(children_of(os.getpid()))
+    options = {**options, "max_storage_bytes": 50_000_000}
+    client = PeekApiClient({**options, "delivery": "process", "max_buffer_size": 100_000, "flush_interval": 60})
+    client.track({"method": "GET", "path": "/first", "status_code": 200, "response_time_ms": 1.0})
+    assert client.flush(5)
+    (deliverer,) = set(children_of(os.getpid())) - before
+    os.kill(deliverer, signal.SIGSTOP)
+    try:
+        track_padded(client, 20_000)
+        time.sleep(0.5)  # the relay fills the channel and waits for room
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="peekapi"):
+            assert client.shutdown(2) is False
+        assert time.monotonic() - started < 4.0
+        assert "goes on alone" in caplog.text
+        stats = client.stats()
+        assert stats["spooled"] > 0 and stats["dropped_total"] == 0
+    finally:
+        os.kill(deliverer, signal.SIGCONT)
+    assert eventually(lambda: not alive(deliverer), timeout=20), "the resumed delivery process did not finish"
+    later = PeekApiClient({**options, "delivery": "thread"})  # recovers the spool at start-up
+    assert eventually(lambda: len(ingest.events()) >= 20_001, timeout=20)
+    assert later.shutdown(5)
+    paths = [e["path"] for e in ingest.events()]
+    assert len(paths) == 20_001 and len(set(paths)) == 20_001
+
+
 # Three starts: the first takes every frame up to the first FLUSH and dies before reporting ready; the second
 # writes down the kinds of the frames it gets up to the FLUSH, then dies the same way; the third and later are
 # the real delivery process.
