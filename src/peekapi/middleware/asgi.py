@@ -77,7 +77,7 @@ class _Exchange:
         "middleware",
         "path",
         "received",
-        "response_headers",
+        "response_start",
         "scope",
         "sent",
         "start",
@@ -94,7 +94,7 @@ class _Exchange:
         self.status = 0
         self.sent = 0
         self.received = 0
-        self.response_headers: Iterable[tuple[bytes, bytes]] = ()
+        self.response_start: Message | None = None  # its headers are read for a pathsend only
         self.done = False
         self.start = perf_counter()
 
@@ -111,11 +111,11 @@ class _Exchange:
         kind = message["type"]
         if kind == "http.response.body":
             self.sent += len(message.get("body", b""))
-            if not message.get("more_body", False) and not self.done:
+            if not message.get("more_body") and not self.done:
                 self.finish()
         elif kind == "http.response.start":
             self.status = message["status"]
-            self.response_headers = message.get("headers", self.response_headers)
+            self.response_start = message
         elif kind == "http.response.pathsend":
             return self._send_last(message)
         return self._send(message)
@@ -123,7 +123,8 @@ class _Exchange:
     async def _send_last(self, message: Message) -> None:
         await self._send(message)
         # The server sent a whole file: its Content-Length is the body size.
-        self.sent = _content_length(self.response_headers) or 0
+        start = self.response_start
+        self.sent = (_content_length(start.get("headers", ())) if start is not None else None) or 0
         self.finish()
 
     def finish(self) -> None:
@@ -134,20 +135,22 @@ class _Exchange:
             middleware = self.middleware
             capture = middleware._capture
             scope = self.scope
-            raw_headers = scope.get("headers") or []
+            headers = scope.get("headers")
             path = self.path
-            if capture.query_string:
-                path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
-            if capture.identify is None:
+            request_size = self.received
+            if capture.plain:
                 # The headers are read later, off the request path (see peekapi.event.resolve_compact).
                 consumer_id: str | list[tuple[bytes, bytes]] | None = (
-                    raw_headers if type(raw_headers) is list else list(raw_headers)
+                    headers if type(headers) is list else list(headers or ())
                 )
-                request_size = self.received
             else:
-                consumer_id = capture.custom_consumer(asgi_header_dict(raw_headers))
-                declared = _content_length(raw_headers)
-                request_size = self.received if declared is None else declared
+                if capture.query_string:
+                    path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
+                consumer_id = headers = list(headers or ())
+                if capture.identify is not None:
+                    consumer_id = capture.custom_consumer(asgi_header_dict(headers))
+                    declared = _content_length(headers)
+                    request_size = request_size if declared is None else declared
             capture.client._buffer.record(
                 scope["method"],
                 path,

@@ -119,6 +119,7 @@ class Capture:
         "client",
         "filters",
         "identify",
+        "plain",
         "query_string",
     )
 
@@ -134,6 +135,9 @@ class Capture:
         self._methods = settings.exclude_methods
         #: Whether any exclusion is configured (checked before calling :meth:`excluded`).
         self.filters = bool(self._paths or self._prefixes or self._methods)
+        #: Neither ``identify_consumer`` nor ``collect_query_string``: the event takes the path and headers as
+        #: they are (one check on the request path instead of two).
+        self.plain = self.identify is None and not self.query_string
 
     def excluded(self, method: str, path: str) -> bool:
         """Whether a request is not to be recorded (``exclude_methods``, ``exclude_paths`` and prefixes)."""
