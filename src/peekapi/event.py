@@ -133,8 +133,9 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
     if timestamp:
         if type(timestamp) is not str or len(timestamp) > 64:
             return None
+        timestamp_json = _escape(timestamp)
     else:
-        timestamp = format_timestamp(tracked_at)
+        timestamp_json = _timestamp_json(tracked_at)
     latency = raw.get("response_time_ms")
     return _encode_fields(
         raw.get("method"),
@@ -145,7 +146,7 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
         raw.get("response_size", 0),
         raw.get("consumer_id"),
         raw.get("route"),
-        timestamp,
+        timestamp_json,
         max_event_bytes,
     )
 
@@ -164,7 +165,7 @@ def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
         response_size,
         consumer,
         route,
-        format_timestamp(tracked_at),
+        _timestamp_json(tracked_at),
         max_event_bytes,
     )
 
@@ -178,23 +179,30 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
     response_size: Any,
     consumer: Any,
     route: Any,
-    timestamp: str,
+    timestamp_json: str,
     max_event_bytes: int,
 ) -> bytes | None:
     """The wire JSON of well-typed fields, built directly (strings escaped by the json module's C escaper).
 
-    Returns None whenever anything needs repair or checking, so that the general path decides: the output is
-    then the same as the general path's.
+    ``timestamp_json`` is the timestamp as a JSON string already. Returns None whenever anything needs repair
+    or checking, so that the general path decides: the output is then the same as the general path's.
     """
     if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
         return None
-    if type(latency) is not float or not 0.0 <= latency < math.inf:  # also false for NaN
+    if type(latency) is not float or not 0.0 <= latency < 1e9:  # also false for NaN; larger ones: general path
         return None
     if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
         return None
-    method = method.upper()  # before the length check: upper-casing may lengthen it ("ß" -> "SS")
-    if len(path) > MAX_PATH_LENGTH or len(method) > MAX_METHOD_LENGTH:
+    if len(path) > MAX_PATH_LENGTH:
         return None
+    method_json = _METHOD_JSON.get(method)
+    if method_json is None:
+        upper = method.upper()  # before the length check: upper-casing may lengthen it ("ß" -> "SS")
+        if len(upper) > MAX_METHOD_LENGTH:
+            return None
+        method_json = _escape(upper)
+        if len(_METHOD_JSON) < _FRAGMENTS_KEPT:
+            _METHOD_JSON[method] = method_json
     if consumer is None:
         consumer_json = "null"
     elif type(consumer) is str and consumer and len(consumer) <= MAX_CONSUMER_ID_LENGTH:
@@ -202,21 +210,40 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
     else:
         return None
     if route is None:
-        route_json = ""
-    elif type(route) is str and route and len(route) <= MAX_PATH_LENGTH:
-        route_json = ',"route":' + _escape(route)
+        route_json: str | None = ""
+    elif type(route) is str:
+        route_json = _ROUTE_JSON.get(route)
+        if route_json is None:
+            if not route or len(route) > MAX_PATH_LENGTH:
+                return None
+            route_json = ',"route":' + _escape(route)
+            if len(_ROUTE_JSON) < _FRAGMENTS_KEPT:
+                _ROUTE_JSON[route] = route_json
     else:
         return None
+    # The general path's repr() of the latency rounded to the microsecond: below 1e9 (12 digits at most), the
+    # rounded text without its trailing zeros is that repr, at less than half the cost of repr() itself.
+    latency_json = f"{latency:.3f}".rstrip("0")
+    if latency_json[-1] == ".":
+        latency_json += "0"
     text = (
-        f'{{"method":{_escape(method)},"path":{_escape(path)},"status_code":{status},'
-        f'"response_time_ms":{latency!r},"request_size":{request_size},"response_size":{response_size},'
-        f'"consumer_id":{consumer_json},"timestamp":{_escape(timestamp)}{route_json}}}'
+        f'{{"method":{method_json},"path":{_escape(path)},"status_code":{status},'
+        f'"response_time_ms":{latency_json},"request_size":{request_size},"response_size":{response_size},'
+        f'"consumer_id":{consumer_json},"timestamp":{timestamp_json}{route_json}}}'
     )
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
         return None
     return data if len(data) <= max_event_bytes else None
+
+
+# JSON fragments of the values that repeat from event to event (a few methods, the app's route templates),
+# kept once made; bounded, so that a stream of junk methods cannot grow them. Written by whichever thread
+# encodes (a dict's get and set are atomic).
+_FRAGMENTS_KEPT = 1024
+_METHOD_JSON: dict[str, str] = {}  # a method as tracked -> its JSON, upper-cased (valid lengths only)
+_ROUTE_JSON: dict[str, str] = {}  # a route template -> ',"route":<its JSON>' (valid ones only)
 
 
 def resolve_compact(raw: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -350,7 +377,7 @@ def _latency(value: object) -> float:
     number = _number(value)
     if number is None or not math.isfinite(number):
         raise DroppedEvent("invalid", f"response_time_ms must be a finite number, got {value!r}")
-    return max(number, 0.0)
+    return float(f"{max(number, 0.0):.3f}")  # to the microsecond: more is noise, and bytes on the wire
 
 
 def _size(value: object) -> int:
@@ -388,9 +415,14 @@ _second_cache: tuple[int, str] = (-1, "")
 
 
 def format_timestamp(epoch: float) -> str:
-    """ISO-8601 UTC, as Python's ``isoformat()`` spells it (``...12:00:00.123456+00:00``).
+    """ISO-8601 UTC, as Python's ``isoformat()`` spells it (``...12:00:00.123456+00:00``)."""
+    return _timestamp_json(epoch)[1:-1]
 
-    The date and time of day are cached per second: only the batcher thread calls this, many times a second.
+
+def _timestamp_json(epoch: float) -> str:
+    """:func:`format_timestamp` as a JSON string (it needs no escaping).
+
+    The date and time of day are cached per second: the batcher calls this for every event it encodes.
     """
     global _second_cache
     second = math.floor(epoch)
@@ -399,6 +431,6 @@ def format_timestamp(epoch: float) -> str:
         second, micro = second + 1, micro - 1_000_000
     cached, prefix = _second_cache
     if cached != second:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        prefix = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(second))
         _second_cache = (second, prefix)
-    return f"{prefix}.{micro:06d}+00:00" if micro else f"{prefix}+00:00"
+    return f'{prefix}.{micro:06d}+00:00"' if micro else f'{prefix}+00:00"'
