@@ -231,3 +231,25 @@ def test_a_compact_head_event_has_no_response_body(path: str) -> None:
     # An event handed to track() is taken as it is.
     plain = {"method": "HEAD", "path": path, "status_code": 200, "response_time_ms": 1.5, "response_size": 12}
     assert encode(plain)["response_size"] == 12
+
+
+@pytest.mark.parametrize(
+    ("latency", "text"),
+    [
+        (1.23456789, "1.235"),
+        (2.0, "2.0"),
+        (2, "2.0"),
+        (0.0004, "0.0"),
+        (0.0015, "0.002"),
+        (10.5, "10.5"),
+        (999_999_999.9994, "999999999.999"),
+        (1e12 + 0.123456, "1000000000000.123"),
+    ],
+)
+def test_the_latency_goes_out_to_the_microsecond_on_every_path(latency: float, text: str) -> None:
+    fragment = f'"response_time_ms":{text},'.encode()
+    plain = {"method": "GET", "path": "/l", "status_code": 200, "response_time_ms": latency}
+    compact = ("GET", "/l", 200, float(latency), 0, 0, None, None, NOW)
+    assert fragment in encode_event(plain, NOW, 4096)  # the fast path (or the general one, from 1e9 up)
+    assert fragment in encode_general(plain, NOW, 4096)
+    assert fragment in encode_event(compact, NOW, 4096)
