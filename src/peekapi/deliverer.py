@@ -76,7 +76,7 @@ class Deliverer:
 
     def _ship_error(self, error: Exception) -> None:
         if isinstance(error, DeliveryError):
-            self.out.send(channel.ERROR, (str(error), error.status, error.events))
+            self._answer(channel.ERROR, (str(error), error.status, error.events))
 
     def snapshot(self) -> dict[str, Any]:
         buffer = self.buffer
@@ -102,11 +102,16 @@ class Deliverer:
 
     def flush(self, token: int, seconds: float) -> None:
         done = self.worker.flush(seconds)
-        self.out.send(channel.FLUSHED, (token, done, self.snapshot()))
+        self._answer(channel.FLUSHED, (token, done, self.snapshot()))
 
     def stop(self, seconds: float) -> None:
         done = self.worker.stop(time.monotonic() + seconds)
-        self.out.send(channel.STOPPED, (done, self.snapshot()))
+        self._answer(channel.STOPPED, (done, self.snapshot()))
+
+    def _answer(self, kind: int, payload: object) -> None:
+        """Answer the application; a gone application needs no answer (what is left to read is still read)."""
+        with contextlib.suppress(ChannelClosed):
+            self.out.send(kind, payload)
 
     def serve(self) -> None:
         """Read frames until told to stop or the application is gone."""
@@ -127,7 +132,7 @@ class Deliverer:
                 token, seconds = channel.load(payload)
                 threading.Thread(target=self.flush, args=(token, seconds), daemon=True).start()
             elif kind == channel.STATS:
-                self.out.send(channel.STATS_REPLY, (channel.load(payload), self.snapshot()))
+                self._answer(channel.STATS_REPLY, (channel.load(payload), self.snapshot()))
             elif kind == channel.STOP:
                 self.stop(channel.load(payload))
                 return

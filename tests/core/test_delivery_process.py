@@ -250,6 +250,7 @@ def test_a_delivery_process_that_stops_reading_does_not_hold_shutdown_past_its_d
     (deliverer,) = set(children_of(os.getpid())) - before
     os.kill(deliverer, signal.SIGSTOP)
     try:
+        client.stats()  # a health check meanwhile: its request waits in the channel, to be read on resuming
         track_padded(client, 20_000)
         time.sleep(0.5)  # the relay fills the channel and waits for room
         started = time.monotonic()
