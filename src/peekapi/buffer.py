@@ -90,29 +90,38 @@ class Doorbell:
 class Latch:
     """A one-shot answer to the threads waiting for it: ``set()`` never blocks.
 
-    Unlike ``threading.Event``, whose ``set()`` takes a lock that each waiter holds for a moment: a signal
-    handler that interrupts a waiter right there (a ``flush()`` or ``stats()`` on the main thread) and then waits
-    for the background thread that would set it (``shutdown()``) would leave both waiting for good.
+    Unlike ``threading.Event``, whose ``set()`` and ``wait()`` take a lock that each waiter holds for a moment: a
+    signal handler that interrupts a waiter right there (a ``flush()``, ``stats()`` or ``shutdown()`` on the main
+    thread) and then waits for the same answer, or for the thread that would give it, would wait for good.
     """
 
-    __slots__ = ("_lock",)
+    __slots__ = ("_lock", "_set")
 
     def __init__(self) -> None:
+        self._set = False
         self._lock = threading.Lock()
         self._lock.acquire()  # held while unset; released by set()
 
     def set(self) -> None:
         """Release the waiters (idempotent). Never blocks, never raises; any thread."""
+        self._set = True
         with contextlib.suppress(RuntimeError):  # set already
             self._lock.release()
 
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called."""
+        return self._set
+
     def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds for ``set()``; True if it was set. Interruptible by signal handlers."""
-        if not self._lock.acquire(timeout=max(timeout, 0.0)):
-            return False
-        with contextlib.suppress(RuntimeError):  # a second set() released it under us: set all the same
-            self._lock.release()
-        return True
+        """Block up to ``timeout`` seconds for :meth:`set`; True if it was set. Any number of waiters, any
+        thread, signal handlers included (a handler's wait nested in the wait it interrupted returns as well)."""
+        if self._set:
+            return True
+        if self._lock.acquire(timeout=max(timeout, 0.0)):
+            # Passed on to the next waiter. A second set() may have released it under us: set all the same.
+            with contextlib.suppress(RuntimeError):
+                self._lock.release()
+        return self._set
 
 
 #: The key under which a tracked dict carries its tracking time while it waits in the buffer.

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import lifecycle
-from .buffer import TRACKED_AT, Entry, EventBuffer
+from .buffer import TRACKED_AT, Entry, EventBuffer, Latch
 from .config import DEFAULT_EXIT_TIMEOUT, Options, Settings, resolve_options
 from .event import RequestEvent
 from .relay import RelayWorker, can_spawn
@@ -42,7 +42,7 @@ class PeekApiClient:
         self._shutdown_lock = threading.Lock()
         self._shutdown_owner = 0
         self._shutdown_result = False
-        self._shutdown_done = threading.Event()
+        self._shutdown_done = Latch()
         self._spool = Spool(self._settings.storage_dir, self._settings.max_storage_bytes)
         self._pid = os.getpid()
         self._buffer, self._worker = self._make_worker()
@@ -187,7 +187,7 @@ class PeekApiClient:
         """In a forked child: a fresh buffer, worker and connection; the parent sends what it had buffered."""
         self._pid = os.getpid()
         self._shutdown_lock = threading.Lock()
-        self._shutdown_done = threading.Event()
+        self._shutdown_done = Latch()
         self._stats = Stats()
         self._worker.discard_after_fork()
         self._buffer, self._worker = self._make_worker()

@@ -90,6 +90,19 @@ def test_a_latch_answers_its_waiters_once_set_and_only_then() -> None:
     setter.join()
 
 
+def test_a_latch_answers_every_waiter() -> None:
+    latch = Latch()
+    answers: list[bool] = []
+    waiters = [threading.Thread(target=lambda: answers.append(latch.wait(5))) for _ in range(4)]
+    for waiter in waiters:
+        waiter.start()
+    assert not latch.is_set()
+    latch.set()
+    for waiter in waiters:
+        waiter.join()
+    assert answers == [True] * 4 and latch.is_set()
+
+
 def test_a_latch_is_set_while_a_signal_handler_has_interrupted_its_waiter() -> None:
     # The handler (shutdown(), in real life) waits for the thread that answers. threading.Event fails this:
     # interrupted inside wait() while it holds its condition's lock, the answering thread's set() waits for

@@ -178,6 +178,21 @@ def test_sigterm_landing_inside_a_peekapi_call_on_the_main_thread(spawn: Any, in
     assert_exactly_once(ingest, series("in-lock", 200))
 
 
+def test_sigterm_inside_a_shutdown_waiting_for_another_threads_shutdown(spawn: Any, ingest: IngestServer) -> None:
+    # The handler's shutdown() waits for the first one again, nested in the wait it interrupted (a
+    # threading.Event there deadlocked: the interrupted wait held the lock the handler's wait needed).
+    ingest.default(Answer(200, delay=4.0))  # the first shutdown takes its whole deadline
+    child = spawn("signals", "nested", "10", **HELD)
+    child.expect("tracked")
+    assert child.expect("signal-inside-wait") in ("buffer.py", "threading.py")  # the wait for the first
+    assert child.wait(15) == -signal.SIGTERM
+    ingest.default(Answer(200))
+    later = spawn("recover")
+    later.expect("done")
+    assert later.wait(10) == 0
+    assert_exactly_once(ingest, series("nested", 10))
+
+
 # -- SIGTERM while the collector is down or hangs --------------------------------------------------------------
 
 

@@ -16,6 +16,10 @@ With ``warm``, one event (``warm-0``) is delivered first, so the connection is o
   that code holds a lock, else at its 2000th call into C (says ``signal-inside Class.method why``). Should
   neither come within 2 s, it sends SIGTERM from outside (says ``signal-outside``). Nothing else installed:
   the signal must still kill the process.
+- ``nested``: after tracking, a thread starts ``shutdown(2)`` (the test makes the collector hang, so it takes its
+  whole deadline); the main thread calls ``shutdown(2)`` too, which waits for the first, and a profile hook sends
+  SIGTERM from inside that wait (says ``signal-inside-wait``): the handler's own ``shutdown()`` waits there again,
+  nested. The signal must still kill the process once the first shutdown is done.
 """
 
 from __future__ import annotations
@@ -84,9 +88,11 @@ if mode == "in-lock":
         calls += 1
         owner = frame.f_locals.get("self")
         # A lock held, and not by the very call that is acquiring it: this thread is inside the locked region.
+        values = [*getattr(owner, "__dict__", {}).values()]
+        values += [getattr(owner, name, None) for name in getattr(type(owner), "__slots__", ())]
         held = any(
             isinstance(value, lock_type) and value.locked() and getattr(arg, "__self__", None) is not value
-            for value in getattr(owner, "__dict__", {}).values()
+            for value in values
         )
         if held or calls >= 2000:
             fired = True
@@ -96,6 +102,7 @@ if mode == "in-lock":
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs on this thread, inside that call
             return
 
+    time.sleep(0.5)  # the delivery process is up: stats() asks it through the relay (and waits on a latch)
     say("tracked", count)
     sys.setprofile(hook)
     until = time.monotonic() + 2.0
@@ -104,6 +111,28 @@ if mode == "in-lock":
     sys.setprofile(None)
     say("signal-outside")
     os.kill(os.getpid(), signal.SIGTERM)
+    while True:
+        signal.pause()
+
+if mode == "nested":
+    first = threading.Thread(target=c.shutdown, args=(2,), name="first-shutdown")
+    first.start()
+    time.sleep(0.2)
+    sent = False
+
+    def in_wait(frame: FrameType, what: str, arg: Any) -> None:
+        global sent
+        if not sent and what == "c_call" and frame.f_code.co_name == "wait":
+            sent = True
+            sys.setprofile(None)
+            say("signal-inside-wait", frame.f_code.co_filename.rsplit("/", 1)[-1])
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    say("tracked", count)
+    sys.setprofile(in_wait)
+    c.shutdown(2)
+    sys.setprofile(None)
+    say("returned", sent)
     while True:
         signal.pause()
 
