@@ -148,6 +148,7 @@ class RelayWorker:
         self._deadline = float("inf")
         self._child: _Child | None = None
         self._retired = dict.fromkeys(COUNTERS + DROP_REASONS, 0)  # counters of delivery processes that ended
+        self._detached = 0  # events handed to delivery processes left to finish alone, unsettled when last heard of
         self._restarts = 0
         self._thread: threading.Thread | None = None
         self._threaded: Worker | None = None  # the fallback, once there is one
@@ -193,9 +194,12 @@ class RelayWorker:
             self._thread.join(max(deadline - time.monotonic(), 0.0) + STOP_GRACE + 1.0)
         if self._thread is None or not self._thread.is_alive():
             self._bell.close()
-        elif self._threaded is None and len(self._buffer):  # stuck (a delivery process that stopped reading)
-            logger.warning("peekapi: the relay did not finish in time; spooling what it had not handed over")
-            self._spool_buffer()
+        elif self._threaded is None:
+            # Stuck in something slow (an on_error callback, say). Only the relay takes from the buffer: what it
+            # holds stays there, counted in queue_depth.
+            logger.warning(
+                "peekapi: the relay did not finish by the deadline; %d event(s) left in memory", len(self._buffer)
+            )
         threaded = self._threaded
         if threaded is not None:
             return threaded.stop(deadline)
@@ -231,7 +235,7 @@ class RelayWorker:
             # Not from the relay thread (it takes the answer in), nor once stopping (STOPPED brings the last).
             relay = self._thread
             if not self._closing and relay is not None and relay.is_alive() and threading.current_thread() is not relay:
-                self._refresh()
+                self._refresh(relay)
             if child.snapshot is not None:
                 _add_counters(totals, child.snapshot)
         return totals
@@ -245,6 +249,11 @@ class RelayWorker:
         except Exception:  # pragma: no cover - defensive: fall back rather than stop delivering
             logger.exception("peekapi: internal error in the relay; delivering from this process instead")
             self._fall_back()
+        finally:
+            # Nobody is left to ask the delivery process: its waiters keep the last snapshot, at once.
+            self._asks.clear()
+            for waiter in list(self._stats_replies.values()):
+                waiter.set()
 
     def _run(self) -> None:
         buffer = self._buffer
@@ -354,11 +363,11 @@ class RelayWorker:
         """Events on their way to the delivery process, or queued there (per its last report)."""
         child = self._child
         if self._threaded is not None or child is None:
-            return 0
+            return self._detached
         snap = child.snapshot or {}
         received: int = snap.get("tracked", 0)
         queued: int = snap.get("queue_depth", 0)
-        return max(child.forwarded - received, 0) + queued
+        return self._detached + max(child.forwarded - received, 0) + queued
 
     # -- the delivery process --------------------------------------------------------------------------------
 
@@ -490,14 +499,15 @@ class RelayWorker:
             child.done, child.snapshot = value
             child.stopped.set()
 
-    def _refresh(self) -> None:
+    def _refresh(self, relay: threading.Thread) -> None:
         """Ask the delivery process for its stats through the relay thread; wait up to STATS_TIMEOUT for them."""
         token = next(self._tokens)
         answered = self._stats_replies[token] = Latch()
         self._asks.append(token)
         self._bell.ring()
         try:
-            answered.wait(STATS_TIMEOUT)  # the relay thread sends the request and takes the answer in
+            if relay.is_alive():  # else it is gone, or answered every waiter as it left (see _guarded)
+                answered.wait(STATS_TIMEOUT)  # the relay thread sends the request and takes the answer in
         finally:
             self._stats_replies.pop(token, None)
 
@@ -505,7 +515,7 @@ class RelayWorker:
         """Send the queued stats requests (relay thread). Never raises; a failed channel is found out later."""
         asks = self._asks
         child = self._child
-        live = child is not None and not child.gone
+        live = child is not None and not child.gone and not child.overdue
         while asks:
             token = asks.popleft()
             if live and child is not None:
@@ -543,7 +553,7 @@ class RelayWorker:
         snap = child.snapshot
         settled = 0
         if snap is not None:
-            settled = snap["tracked"] - snap["queue_depth"] - snap["in_flight"]
+            settled = _settled(snap)
             self._retire(snap)
             child.snapshot = None
         lost = child.forwarded - settled
@@ -584,10 +594,18 @@ class RelayWorker:
                 self._lost(child, "the delivery process ended during shutdown")
                 done = False
             else:  # no answer in time: it goes on alone (it delivers or spools by its own deadline, then exits)
-                logger.warning("peekapi: the delivery process did not finish by the deadline; it goes on alone")
                 self._child = None
                 child.out.close()
                 _reap_later(child.process)
+                # What it had settled when last heard of is counted; the rest stays queued there, as far as this
+                # process can know (it delivers or spools it, unless it never resumes).
+                snap = child.snapshot or {}
+                self._retire(snap)
+                self._detached += child.forwarded - _settled(snap)
+                logger.warning(
+                    "peekapi: the delivery process did not finish by the deadline; it goes on alone with %d event(s)",
+                    child.forwarded - _settled(snap),
+                )
                 done = False
         if len(self._buffer):  # taken back from a delivery process that never started, or from a frame cut short
             self._spool_buffer()
@@ -623,6 +641,12 @@ class RelayWorker:
 
     def _spool_buffer(self) -> None:
         spool_entries(self._settings, self._spool, self._stats, self._buffer.take_entries(len(self._buffer)))
+
+
+def _settled(snap: dict[str, Any]) -> int:
+    """How many of the events a delivery process received it had delivered, spooled or dropped, per ``snap``."""
+    settled: int = snap.get("tracked", 0) - snap.get("queue_depth", 0) - snap.get("in_flight", 0)
+    return settled
 
 
 def _reap_later(process: subprocess.Popen[bytes]) -> None:

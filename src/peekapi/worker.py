@@ -319,7 +319,8 @@ class Worker:
         while True:
             item = self._outbox.popleft() if self._outbox else None
             if isinstance(item, Latch):
-                if not self._closing and not any(isinstance(i, Latch) for i in self._outbox):
+                # list() first: the batcher appends meanwhile (iterating the deque itself could raise).
+                if not self._closing and not any(isinstance(i, Latch) for i in list(self._outbox)):
                     self._hurry = False
                 item.set()
                 continue

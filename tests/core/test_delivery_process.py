@@ -260,6 +260,9 @@ def test_a_delivery_process_that_stops_reading_does_not_hold_shutdown_past_its_d
         assert "goes on alone" in caplog.text
         stats = client.stats()
         assert stats["spooled"] > 0 and stats["dropped_total"] == 0
+        # What the delivery process had not settled when last heard of stays queued (there), in the count.
+        assert stats["queue_depth"] > 0 and stats["in_flight"] == 0
+        assert stats["tracked"] == stats["sent"] - stats["recovered"] + stats["spooled"] + stats["queue_depth"]
     finally:
         os.kill(deliverer, signal.SIGCONT)
     assert eventually(lambda: not alive(deliverer), timeout=20), "the resumed delivery process did not finish"

@@ -140,14 +140,20 @@ def test_response_time_runs_to_the_last_body_byte(client: Any, delivered: Delive
     assert 45 <= elapsed < 300
 
 
-def test_pathsend_counts_the_files_content_length(client: Any, delivered: Delivered) -> None:
+@pytest.mark.parametrize(
+    ("headers", "size"),
+    [([(b"content-type", b"text/plain"), (b"content-length", b"1234")], 1234), (None, 0)],
+    ids=["content-length", "headers-none"],
+)
+def test_pathsend_counts_the_files_content_length(
+    client: Any, delivered: Delivered, headers: list[tuple[bytes, bytes]] | None, size: int
+) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"text/plain"), (b"content-length", b"1234")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": "/some/file"})
 
     run(PeekApiASGI(app, client=client), http_scope(extensions={"http.response.pathsend": {}}))
-    assert delivered.one()["response_size"] == 1234
+    assert delivered.one()["response_size"] == size
 
 
 def test_query_string_is_sorted_when_collected(make_client: Any, delivered: Delivered) -> None:

@@ -124,7 +124,7 @@ class _Exchange:
         await self._send(message)
         # The server sent a whole file: its Content-Length is the body size.
         start = self.response_start
-        self.sent = (_content_length(start.get("headers", ())) if start is not None else None) or 0
+        self.sent = (_content_length(start.get("headers") or ()) if start is not None else None) or 0
         self.finish()
 
     def finish(self) -> None:
