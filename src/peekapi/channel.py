@@ -39,10 +39,6 @@ class ChannelClosed(Exception):
     """The other end is gone (or sent something that is not a frame)."""
 
 
-class ChannelBusy(ChannelClosed):
-    """Another send held the channel for the whole timeout; nothing was sent, and the channel is still usable."""
-
-
 class Channel:
     """One end of the socket. ``send`` is thread-safe; ``receive`` is for one reading thread only."""
 
@@ -72,9 +68,10 @@ class Channel:
         """
         body = marshal.dumps(payload) if raw is None else raw  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
-        # Bounded wait for the lock too: a signal handler may run on a thread that is inside send() already.
+        # The timeout bounds the wait for the lock too: another sender stuck on a full socket must not hold this
+        # one for longer than it asked to wait.
         if not self._send_lock.acquire(timeout=max(timeout, 0.0)):
-            raise ChannelBusy("the channel stayed busy")
+            raise ChannelClosed("the channel stayed busy")
         try:
             if self._broken:
                 raise ChannelClosed("an earlier frame was cut short")
