@@ -96,6 +96,18 @@ def test_an_exception_is_recorded_as_500_and_still_raised(client: Any, delivered
     assert (event["status_code"], event["route"]) == (500, "/boom")
 
 
+def test_wrapping_the_whole_app_counts_the_500_page_and_keeps_the_routes(client: Any, delivered: Delivered) -> None:
+    # Outside ServerErrorMiddleware, the middleware sees the page it writes (add_middleware() puts it inside);
+    # the router fills in the very scope dict the middleware holds, so the route templates are still found.
+    app = PeekApiASGI(Starlette(routes=[Route("/users/{user_id}", user), Route("/boom", boom)]), client=client)
+    with TestClient(app, raise_server_exceptions=False) as http:
+        assert http.get("/boom").status_code == 500
+        assert http.get("/users/7").status_code == 200
+    failed, served = sorted(delivered(2), key=lambda e: e["path"])
+    assert (failed["status_code"], failed["route"], failed["response_size"]) == (500, "/boom", 21)  # its page
+    assert (served["route"], served["response_size"]) == ("/users/{user_id}", len("user 7"))
+
+
 def test_streaming_and_background_tasks(client: Any, delivered: Delivered) -> None:
     ran: list[bool] = []
 
