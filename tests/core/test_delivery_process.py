@@ -256,7 +256,7 @@ def test_a_delivery_process_that_stops_reading_does_not_hold_shutdown_past_its_d
         started = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="peekapi"):
             assert client.shutdown(2) is False
-        assert time.monotonic() - started < 4.0
+        assert time.monotonic() - started < 4.5  # deadline 2 s, a stall noticed within 1 s, then spooling; was 5 s
         assert "goes on alone" in caplog.text
         stats = client.stats()
         assert stats["spooled"] > 0 and stats["dropped_total"] == 0
