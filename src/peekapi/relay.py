@@ -601,10 +601,11 @@ class RelayWorker:
                 # process can know (it delivers or spools it, unless it never resumes).
                 snap = child.snapshot or {}
                 self._retire(snap)
-                self._detached += child.forwarded - _settled(snap)
+                unsettled = child.forwarded - _settled(snap)
+                self._detached += unsettled
                 logger.warning(
                     "peekapi: the delivery process did not finish by the deadline; it goes on alone with %d event(s)",
-                    child.forwarded - _settled(snap),
+                    unsettled,
                 )
                 done = False
         if len(self._buffer):  # taken back from a delivery process that never started, or from a frame cut short

@@ -136,21 +136,20 @@ class _Exchange:
             capture = middleware._capture
             scope = self.scope
             headers = scope.get("headers")
+            if type(headers) is not list:
+                headers = list(headers or ())
             path = self.path
             request_size = self.received
-            if capture.plain:
-                # The headers are read later, off the request path (see peekapi.event.resolve_compact).
-                consumer_id: str | list[tuple[bytes, bytes]] | None = (
-                    headers if type(headers) is list else list(headers or ())
-                )
-            else:
+            # By default the headers are read later, off the request path (see peekapi.event.resolve_compact).
+            consumer_id: str | list[tuple[bytes, bytes]] | None = headers
+            if not capture.plain:
                 if capture.query_string:
                     path = capture.with_query(path, scope.get("query_string", b"").decode("latin-1"))
-                consumer_id = headers = list(headers or ())
                 if capture.identify is not None:
                     consumer_id = capture.custom_consumer(asgi_header_dict(headers))
                     declared = _content_length(headers)
-                    request_size = request_size if declared is None else declared
+                    if declared is not None:
+                        request_size = declared
             capture.client._buffer.record(
                 scope["method"],
                 path,
