@@ -290,10 +290,6 @@ class EventBuffer:
         new, self._reported_drops = full - self._reported_drops, full
         return new
 
-    def take(self, limit: int) -> list[tuple[object, float]]:
-        """Remove up to ``limit`` of the oldest events; return them with their tracking times. One thread only."""
-        return [unpack(entry) for entry in self.take_entries(limit)]
-
     def take_entries(self, limit: int) -> list[Entry]:
         """Remove up to ``limit`` of the oldest entries as they are (for the hand-over to the delivery process)."""
         items = self._items

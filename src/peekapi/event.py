@@ -90,7 +90,7 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     if kind is bytes:
         return raw  # type: ignore[return-value]
     if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
-        fast = _encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
+        fast = encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
         if fast is not None:
             return fast
         raw = dict(zip(COMPACT_FIELDS, resolve_compact(raw)[:-1], strict=True))  # type: ignore[arg-type]
@@ -151,11 +151,14 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
     )
 
 
-def _encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
-    """The fast path for a compact event (the middleware's tuple); None whenever the general path must decide."""
+def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
+    """The fast path for a compact event (the middleware's tuple, its tracking time last); None whenever the
+    general path (:func:`encode_event`) must decide. Returns the same bytes as that path."""
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
-    if type(consumer) is list or method == "HEAD":
-        request_size, response_size, consumer = _resolved(method, request_size, response_size, consumer)
+    if type(consumer) is list:
+        request_size, consumer = _from_headers(consumer, request_size)
+    if method == "HEAD":
+        response_size = 0
     return _encode_fields(
         method,
         path,
@@ -257,51 +260,37 @@ def resolve_compact(raw: tuple[Any, ...]) -> tuple[Any, ...]:
       development server is an exception): what the middleware counted is not what went out. Compact events
       only; an event given to ``track()`` is taken as it is.
     """
-    request_size, response_size, consumer = _resolved(raw[0], raw[4], raw[5], raw[6])
-    return (*raw[:4], request_size, response_size, consumer, *raw[7:])
-
-
-def _resolved(method: Any, request_size: Any, response_size: Any, consumer: Any) -> tuple[Any, Any, Any]:
-    """``request_size``, ``response_size`` and ``consumer_id`` of a compact event, resolved (see
-    :func:`resolve_compact`)."""
+    method, _, _, _, request_size, response_size, consumer, *_ = raw
     if type(consumer) is list:
         request_size, consumer = _from_headers(consumer, request_size)
     if method == "HEAD":
         response_size = 0
-    return request_size, response_size, consumer
+    return (*raw[:4], request_size, response_size, consumer, *raw[7:])
 
 
 def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:
     """The request size and the default consumer id of a header list (see :func:`resolve_compact`)."""
-    length = api_key = authorization = None
     try:
-        for name, value in headers:
-            if name in _WANTED:
-                if name == b"content-length":
-                    length = value
-                elif name == b"x-api-key":
-                    api_key = value
-                else:
-                    authorization = value
+        found = dict(headers)  # the last of repeated names wins
     except (TypeError, ValueError):  # not a header list after all: no consumer, sizes as they are
-        pass
+        return received, None
     request_size = received
+    length = found.get(b"content-length")
     if length is not None:
         try:
             declared = int(length)
-        except ValueError:
+        except (TypeError, ValueError):
             declared = -1
         if declared >= 0:
             request_size = declared
+    api_key = found.get(b"x-api-key")
     if api_key:
         return request_size, api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
+    authorization = found.get(b"authorization")
     if authorization:
         text = authorization.decode("latin-1") if isinstance(authorization, bytes) else str(authorization)
         return request_size, hash_consumer_id(text)
     return request_size, None
-
-
-_WANTED = frozenset((b"content-length", b"x-api-key", b"authorization"))
 
 
 def _encode(event: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .batch import Batch, build_batches
-from .buffer import Doorbell, Entry, EventBuffer, Latch, unpack
+from .buffer import Doorbell, Entry, EventBuffer, Latch
 from .config import Settings
 from .lifecycle import block_app_signals
 from .spool import Claim, Spool
@@ -273,7 +273,7 @@ class Worker:
             else:
                 return True
             buffer.held_elsewhere = self.in_flight + count  # still in memory while being encoded
-            batches = self._encode(buffer.take(size))
+            batches = self._encode(buffer.take_entries(size))
             if spill:
                 self._to_spool(batches)
                 buffer.held_elsewhere = self.in_flight
@@ -295,7 +295,7 @@ class Worker:
         batches: list[Batch] = []
         while events > 0 and len(buffer):
             buffer.held_elsewhere = self.in_flight + min(size, len(buffer))
-            taken = buffer.take(size)
+            taken = buffer.take_entries(size)
             events -= len(taken)
             batches += self._encode(taken)
         self._to_spool(batches)
@@ -307,8 +307,8 @@ class Worker:
         spool_entries(self._settings, self._spool, self._stats, entries)
         self._next_recovery = 0.0  # the sender sends them back out once it has caught up
 
-    def _encode(self, items: list[tuple[object, float]]) -> list[Batch]:
-        return encode(self._settings, self._stats, items)
+    def _encode(self, entries: list[Entry]) -> list[Batch]:
+        return encode(self._settings, self._stats, entries)
 
     def _report_full(self) -> None:
         self._stats.drop("buffer_full", self._buffer.unreported_drops())
@@ -484,10 +484,10 @@ class Worker:
 # -- shared with the relay (peekapi.relay), which spools and reports from its own thread -----------------------
 
 
-def encode(settings: Settings, stats: Stats, items: list[tuple[object, float]]) -> list[Batch]:
-    """Batches of ``items`` (event, tracked-at) under the settings' caps; a bad event is dropped and counted."""
+def encode(settings: Settings, stats: Stats, entries: list[Entry]) -> list[Batch]:
+    """Batches of buffer ``entries`` under the settings' caps; a bad event is dropped and counted."""
     return build_batches(
-        items,
+        entries,
         max_count=settings.batch_size,
         max_bytes=settings.max_batch_bytes,
         max_event_bytes=settings.max_event_bytes,
@@ -506,7 +506,7 @@ def spool_batches(spool: Spool, stats: Stats, batches: list[Batch]) -> None:
 
 def spool_entries(settings: Settings, spool: Spool, stats: Stats, entries: list[Entry]) -> None:
     """Encode buffer entries and spool them, from the calling thread. Never raises."""
-    spool_batches(spool, stats, encode(settings, stats, [unpack(entry) for entry in entries]))
+    spool_batches(spool, stats, encode(settings, stats, entries))
 
 
 def report_error(settings: Settings, error: DeliveryError) -> None:

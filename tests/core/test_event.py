@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peekapi import PeekApiClient, RequestEvent, hash_consumer_id
-from peekapi.event import DroppedEvent, encode_event, encode_general
+from peekapi.batch import build_batches
+from peekapi.event import COMPACT_FIELDS, DroppedEvent, encode_event, encode_general, resolve_compact
 from tests.support.ingest import IngestServer
 
 NOW = 1_764_200_000.5
@@ -197,6 +198,54 @@ def test_fast_path_matches_the_general_path(raw: dict[str, Any], tracked_at: flo
     except DroppedEvent as exc:
         actual = exc.reason
     assert actual == expected
+
+
+header_lists = st.lists(
+    st.tuples(
+        st.sampled_from([b"host", b"content-length", b"x-api-key", b"authorization", b"accept"]),
+        st.sampled_from([b"", b"12", b"-3", b"oops", b"key-1", b"Bearer t", b"\xe9t\xe9"]) | st.none(),
+    ),
+    max_size=6,
+)
+compact_events = st.tuples(
+    st.sampled_from(["GET", "HEAD", "post", "\u017f" * 9, "x" * 20]),
+    st.text(max_size=40) | st.just("/" + "p" * 3000),
+    st.integers(-5, 1200),
+    st.floats(allow_nan=True, allow_infinity=True) | st.floats(0, 1e4),
+    st.integers(-2, 10**9),
+    st.integers(-2, 10**9),
+    st.none() | st.text(max_size=300) | header_lists,
+    st.none() | st.text(max_size=30),
+    st.floats(0, 2e9),
+)
+
+
+def _outcome(encode_one: Any) -> bytes | str:
+    try:
+        result: bytes = encode_one()
+    except DroppedEvent as exc:
+        return exc.reason
+    return result
+
+
+@settings(max_examples=500, deadline=None)
+@given(compact_events)
+def test_a_compact_event_encodes_like_its_resolved_dict_on_every_path(compact: tuple[Any, ...]) -> None:
+    # What a middleware hands over is encoded by its own fast path (directly from the buffer entry in
+    # build_batches, or through encode_event): the same bytes, or the same drop, as the general path gives the
+    # event it stands for once its header list is resolved.
+    at = compact[-1]
+    resolved = dict(zip(COMPACT_FIELDS, resolve_compact(compact)[:-1], strict=True))
+    expected = _outcome(lambda: encode_general(resolved, at, 4096))
+    assert _outcome(lambda: encode_event(compact, at, 4096)) == expected
+    drops: list[str] = []
+    batches = build_batches(
+        [compact], max_count=10, max_bytes=1 << 20, max_event_bytes=4096, on_drop=lambda r, n: drops.append(r)
+    )
+    if isinstance(expected, bytes):
+        assert [batch.body for batch in batches] == [b"[" + expected + b"]"] and not drops
+    else:
+        assert batches == [] and drops == [expected]
 
 
 @pytest.mark.parametrize(
