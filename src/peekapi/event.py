@@ -400,7 +400,9 @@ def _timestamp(value: object, tracked_at: float) -> str:
     return format_timestamp(tracked_at)
 
 
-_second_cache: tuple[int, str] = (-1, "")
+# The last second formatted: (that second as a float, its date and time of day as the start of a JSON string).
+_second_cache: tuple[float, str] = (-1.0, "")
+_DIGITS = tuple(f"{number:03d}" for number in range(1000))  # "000" to "999"
 
 
 def format_timestamp(epoch: float) -> str:
@@ -411,15 +413,23 @@ def format_timestamp(epoch: float) -> str:
 def _timestamp_json(epoch: float) -> str:
     """:func:`format_timestamp` as a JSON string (it needs no escaping).
 
-    The date and time of day are cached per second: the batcher calls this for every event it encodes.
+    The batcher calls this for every event it encodes, nearly always within the second of the one before: the
+    date and time of day are kept per second, and the microseconds are put together from two 3-digit strings
+    (a quarter of the instructions of the ``06d`` format). The same text for the same ``epoch``, whatever the
+    cache holds: within the cached second the microseconds are the slow path's to the bit.
     """
     global _second_cache
-    second = math.floor(epoch)
-    micro = round((epoch - second) * 1_000_000)
-    if micro >= 1_000_000:
-        second, micro = second + 1, micro - 1_000_000
-    cached, prefix = _second_cache
-    if cached != second:
+    start, prefix = _second_cache
+    offset = epoch - start
+    micro = round(offset * 1_000_000) if 0.0 <= offset < 1.0 else 1_000_000
+    if micro >= 1_000_000:  # another second, or this one rounded up into the next
+        second = math.floor(epoch)
+        micro = round((epoch - second) * 1_000_000)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
         prefix = time.strftime('"%Y-%m-%dT%H:%M:%S', time.gmtime(second))
-        _second_cache = (second, prefix)
-    return f'{prefix}.{micro:06d}+00:00"' if micro else f'{prefix}+00:00"'
+        _second_cache = (float(second), prefix)
+    if not micro:
+        return f'{prefix}+00:00"'
+    high, low = divmod(micro, 1000)
+    return f'{prefix}.{_DIGITS[high]}{_DIGITS[low]}+00:00"'

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from peekapi import PeekApiClient, RequestEvent, hash_consumer_id
 from peekapi.batch import build_batches
-from peekapi.event import COMPACT_FIELDS, DroppedEvent, encode_event, encode_general, resolve_compact
+from peekapi.event import (
+    COMPACT_FIELDS,
+    DroppedEvent,
+    encode_event,
+    encode_general,
+    format_timestamp,
+    resolve_compact,
+)
 from tests.support.ingest import IngestServer
 
 NOW = 1_764_200_000.5
@@ -45,6 +52,20 @@ def test_timestamp_is_added_in_utc_iso8601() -> None:
         {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1, "timestamp": "2026-01-01T00:00:00Z"}
     )
     assert kept["timestamp"] == "2026-01-01T00:00:00Z"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.floats(0, 4e9)
+    | st.integers(0, 4 * 10**9).map(float).flatmap(lambda s: st.sampled_from([s, s - 5e-7, s + 5e-7])),
+    st.floats(-2, 2) | st.floats(-4e9, 4e9),
+)
+def test_timestamps_are_isoformat_to_the_microsecond_whatever_came_before(epoch: float, shift: float) -> None:
+    # The batcher keeps the last second it formatted: what it formatted before (often the second before or
+    # after) must not change the text, and the microseconds round as datetime rounds them (half to even),
+    # carrying into the next second.
+    format_timestamp(max(epoch + shift, 0.0))
+    assert format_timestamp(epoch) == datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat()
 
 
 def test_oversized_event_loses_metadata_first_then_is_dropped() -> None:
