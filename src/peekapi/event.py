@@ -415,8 +415,9 @@ def _timestamp_json(epoch: float) -> str:
 
     The batcher calls this for every event it encodes, nearly always within the second of the one before: the
     date and time of day are kept per second, and the microseconds are put together from two 3-digit strings
-    (a quarter of the instructions of the ``06d`` format). The same text for the same ``epoch``, whatever the
-    cache holds: within the cached second the microseconds are the slow path's to the bit.
+    (a ``06d`` format spec costs more than the rest of the function). The same text for the same ``epoch``,
+    whatever the cache holds: within the cached second the microseconds are computed as the slow path does.
+    Thread-safe (the cache is one tuple, swapped whole); raises for a NaN or infinite ``epoch``.
     """
     global _second_cache
     start, prefix = _second_cache
