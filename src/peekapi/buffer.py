@@ -259,7 +259,8 @@ class EventBuffer:
 
         What is held stays, to be drained; :meth:`put_back` and :meth:`offer_all` still take events in (the
         worker returning what it could not send, during shutdown). A ``record()`` that had checked for room just
-        before may still append its event: one that a draining worker takes after this call is delivered.
+        before may still append its event: a draining worker takes it, or ``shutdown()`` spools it once the
+        worker is done (``Worker.sweep``).
         """
         self.limit = 0
 

@@ -152,6 +152,9 @@ class PeekApiClient:
             self._closed = True
             self._buffer.close()
             finished = self._worker.stop(time.monotonic() + limit)
+            swept = self._worker.sweep()  # appended in the instant the buffer closed: spooled, not left behind
+            if swept:
+                logger.debug("peekapi: %d event(s) tracked as shutdown began were spooled", swept)
             lifecycle.unregister(self)
             stats = self.stats()
             logger.debug("peekapi: shut down: %s", stats)

@@ -145,6 +145,7 @@ class RelayWorker:
         self._stats_replies: dict[int, Latch] = {}
         self._tokens = itertools.count(1)
         self._closing = False
+        self._sweeping = threading.Lock()  # see sweep()
         self._deadline = float("inf")
         self._child: _Child | None = None
         self._retired = dict.fromkeys(COUNTERS + DROP_REASONS, 0)  # counters of delivery processes that ended
@@ -204,6 +205,23 @@ class RelayWorker:
         if threaded is not None:
             return threaded.stop(deadline)
         return self._finished.is_set() and self._result
+
+    def sweep(self) -> int:
+        """After :meth:`stop`, once the relay thread has ended: spool what the buffer still holds, from this thread.
+
+        As ``Worker.sweep`` (the threads' own when delivery fell back to them): events appended in the instant
+        the buffer closed, after the relay's last hand-over. Returns how many were spooled. Never raises.
+        """
+        threaded = self._threaded
+        if threaded is not None:
+            return threaded.sweep()
+        thread = self._thread
+        if thread is None or thread.is_alive() or not self._sweeping.acquire(blocking=False):
+            return 0
+        try:
+            return self._spool_buffer()
+        finally:
+            self._sweeping.release()
 
     def discard_after_fork(self) -> None:
         """In a forked child: drop the parent's channel (the parent's delivery process is not ours)."""
@@ -640,8 +658,12 @@ class RelayWorker:
         self._awaiting.clear()
         return pending
 
-    def _spool_buffer(self) -> None:
-        spool_entries(self._settings, self._spool, self._stats, self._buffer.take_entries(len(self._buffer)))
+    def _spool_buffer(self) -> int:
+        """Spool every event the buffer holds, from this thread (the only one taking from it now); how many."""
+        entries = self._buffer.take_entries(len(self._buffer))
+        if entries:
+            spool_entries(self._settings, self._spool, self._stats, entries)
+        return len(entries)
 
 
 def _settled(snap: dict[str, Any]) -> int:

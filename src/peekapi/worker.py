@@ -92,6 +92,7 @@ class Worker:
         self._next_recovery = 0.0
         self._threads: list[threading.Thread] = []
         self._current: Batch | None = None  # the batch the sender is delivering
+        self._sweeping = threading.Lock()  # see sweep()
 
     # -- control, from any thread -------------------------------------------------------------------------
 
@@ -158,6 +159,26 @@ class Worker:
             self._batcher_bell.close()
             self._sender_bell.close()
         return finished
+
+    def sweep(self) -> int:
+        """After :meth:`stop`, once both threads have ended: spool what the buffer still holds, from this thread.
+
+        Those are events a ``record()`` or ``track()`` appended in the instant the buffer closed, after the
+        batcher's last look (they had checked for room just before). Returns how many were spooled: 0 while a
+        thread still runs (it is then the only one that may take from the buffer) or while another caller
+        sweeps. Never raises.
+        """
+        if not self._threads or any(thread.is_alive() for thread in self._threads):
+            return 0
+        if not self._sweeping.acquire(blocking=False):
+            return 0
+        try:
+            entries = self._buffer.take_entries(len(self._buffer))
+            if entries:
+                self.spill_entries(entries)
+            return len(entries)
+        finally:
+            self._sweeping.release()
 
     def discard_after_fork(self) -> None:
         """In a forked child: release this (the parent's) worker's sockets; its threads do not exist here."""

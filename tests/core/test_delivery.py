@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,53 @@ def test_events_tracked_after_shutdown_are_counted_as_closed(
     assert [e["path"] for e in ingest.events()] == ["/items/1"]
     assert (stats["sent"], stats["dropped"]["closed"], stats["tracked"]) == (1, 4, 5)
     assert stats["tracked"] == stats["sent"] + stats["dropped_total"]
+
+
+@pytest.mark.parametrize("delivery", ["thread", "process"])
+def test_an_event_appended_in_the_instant_the_buffer_closes_is_spooled_by_shutdown(
+    ingest: IngestServer, options: dict[str, Any], delivery: str
+) -> None:
+    # A request thread that had checked for room just before shutdown() closed the buffer appends its event
+    # after the last look of the thread that drains it: shutdown() spools it instead of leaving it in memory.
+    client = PeekApiClient({**options, "delivery": delivery})
+    client.track(event(1))
+    buffer = client._buffer
+    at_append, go_on = threading.Event(), threading.Event()
+
+    def hold_at_the_append(frame: Any, kind: str, arg: Any) -> None:
+        if kind == "c_call" and getattr(arg, "__self__", None) is buffer._items and arg.__name__ == "append":
+            at_append.set()
+            go_on.wait(10)
+
+    def late_request() -> None:
+        sys.setprofile(hold_at_the_append)
+        try:
+            buffer.record("GET", "/late", None, 200, 1.0, 0, 2, None)
+        finally:
+            sys.setprofile(None)
+
+    late = threading.Thread(target=late_request)
+    late.start()
+    assert at_append.wait(5)  # past the room check, not appended yet
+    worker = client._worker
+    stop = worker.stop
+
+    def stop_then_append(deadline: float) -> bool:
+        finished = stop(deadline)  # closed, drained, and the draining thread gone
+        assert len(buffer) == 0
+        go_on.set()
+        late.join(5)
+        return finished
+
+    worker.stop = stop_then_append  # type: ignore[method-assign]
+    assert client.shutdown(5)
+    stats = client.stats()
+    assert (stats["tracked"], stats["sent"], stats["spooled"], stats["queue_depth"]) == (2, 1, 1, 0)
+    assert [e["path"] for e in ingest.events()] == ["/items/1"]
+    recovering = PeekApiClient(options)  # the next start sends what the spool holds
+    assert recovering.flush(5)
+    assert recovering.shutdown(5)
+    assert sorted(e["path"] for e in ingest.events()) == ["/items/1", "/late"]
 
 
 def test_batch_size_triggers_a_send_before_the_interval(ingest: IngestServer, options: dict[str, Any]) -> None:
