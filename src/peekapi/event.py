@@ -155,10 +155,7 @@ def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
     """The fast path for a compact event (the middleware's tuple, its tracking time last); None whenever the
     general path (:func:`encode_event`) must decide. Returns the same bytes as that path."""
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
-    if type(consumer) is list:
-        request_size, consumer = _from_headers(consumer, request_size)
-    if method == "HEAD":
-        response_size = 0
+    request_size, response_size, consumer = _resolved(method, request_size, response_size, consumer)
     return _encode_fields(
         method,
         path,
@@ -260,12 +257,18 @@ def resolve_compact(raw: tuple[Any, ...]) -> tuple[Any, ...]:
       development server is an exception): what the middleware counted is not what went out. Compact events
       only; an event given to ``track()`` is taken as it is.
     """
-    method, _, _, _, request_size, response_size, consumer, *_ = raw
+    request_size, response_size, consumer = _resolved(raw[0], raw[4], raw[5], raw[6])
+    return (*raw[:4], request_size, response_size, consumer, *raw[7:])
+
+
+def _resolved(method: Any, request_size: Any, response_size: Any, consumer: Any) -> tuple[Any, Any, Any]:
+    """``request_size``, ``response_size`` and ``consumer_id`` of a compact event, resolved (see
+    :func:`resolve_compact`)."""
     if type(consumer) is list:
         request_size, consumer = _from_headers(consumer, request_size)
     if method == "HEAD":
         response_size = 0
-    return (*raw[:4], request_size, response_size, consumer, *raw[7:])
+    return request_size, response_size, consumer
 
 
 def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:

@@ -42,7 +42,7 @@ from .event import DroppedEvent, encode_event
 from .lifecycle import block_app_signals
 from .spool import Spool
 from .stats import COUNTERS, DROP_REASONS, Stats
-from .worker import DeliveryError, Worker, report_error, spool_entries
+from .worker import DeliveryError, Worker, report_error, spool_buffer
 
 logger = logging.getLogger("peekapi")
 
@@ -145,7 +145,6 @@ class RelayWorker:
         self._stats_replies: dict[int, Latch] = {}
         self._tokens = itertools.count(1)
         self._closing = False
-        self._sweeping = threading.Lock()  # see sweep()
         self._deadline = float("inf")
         self._child: _Child | None = None
         self._retired = dict.fromkeys(COUNTERS + DROP_REASONS, 0)  # counters of delivery processes that ended
@@ -215,13 +214,9 @@ class RelayWorker:
         threaded = self._threaded
         if threaded is not None:
             return threaded.sweep()
-        thread = self._thread
-        if thread is None or thread.is_alive() or not self._sweeping.acquire(blocking=False):
+        if self._thread is None or self._thread.is_alive():
             return 0
-        try:
-            return self._spool_buffer()
-        finally:
-            self._sweeping.release()
+        return self._spool_buffer()
 
     def discard_after_fork(self) -> None:
         """In a forked child: drop the parent's channel (the parent's delivery process is not ours)."""
@@ -659,11 +654,7 @@ class RelayWorker:
         return pending
 
     def _spool_buffer(self) -> int:
-        """Spool every event the buffer holds, from this thread (the only one taking from it now); how many."""
-        entries = self._buffer.take_entries(len(self._buffer))
-        if entries:
-            spool_entries(self._settings, self._spool, self._stats, entries)
-        return len(entries)
+        return spool_buffer(self._settings, self._spool, self._stats, self._buffer)
 
 
 def _settled(snap: dict[str, Any]) -> int:

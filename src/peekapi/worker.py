@@ -92,7 +92,6 @@ class Worker:
         self._next_recovery = 0.0
         self._threads: list[threading.Thread] = []
         self._current: Batch | None = None  # the batch the sender is delivering
-        self._sweeping = threading.Lock()  # see sweep()
 
     # -- control, from any thread -------------------------------------------------------------------------
 
@@ -165,20 +164,12 @@ class Worker:
 
         Those are events a ``record()`` or ``track()`` appended in the instant the buffer closed, after the
         batcher's last look (they had checked for room just before). Returns how many were spooled: 0 while a
-        thread still runs (it is then the only one that may take from the buffer) or while another caller
-        sweeps. Never raises.
+        thread still runs (it is then the only one that may take from the buffer). Called by ``shutdown()``
+        once, under its lock. Never raises.
         """
         if not self._threads or any(thread.is_alive() for thread in self._threads):
             return 0
-        if not self._sweeping.acquire(blocking=False):
-            return 0
-        try:
-            entries = self._buffer.take_entries(len(self._buffer))
-            if entries:
-                self.spill_entries(entries)
-            return len(entries)
-        finally:
-            self._sweeping.release()
+        return spool_buffer(self._settings, self._spool, self._stats, self._buffer)
 
     def discard_after_fork(self) -> None:
         """In a forked child: release this (the parent's) worker's sockets; its threads do not exist here."""
@@ -528,6 +519,17 @@ def spool_batches(spool: Spool, stats: Stats, batches: list[Batch]) -> None:
 def spool_entries(settings: Settings, spool: Spool, stats: Stats, entries: list[Entry]) -> None:
     """Encode buffer entries and spool them, from the calling thread. Never raises."""
     spool_batches(spool, stats, encode(settings, stats, entries))
+
+
+def spool_buffer(settings: Settings, spool: Spool, stats: Stats, buffer: EventBuffer) -> int:
+    """Spool every event ``buffer`` holds, from the calling thread (the only one taking from it then); how many.
+
+    Never raises.
+    """
+    entries = buffer.take_entries(len(buffer))
+    if entries:
+        spool_entries(settings, spool, stats, entries)
+    return len(entries)
 
 
 def report_error(settings: Settings, error: DeliveryError) -> None:
