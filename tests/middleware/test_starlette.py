@@ -41,7 +41,7 @@ def make_app(client: Any, tmp_path: Any) -> Starlette:
             Mount("/t/{tenant}", routes=[Route("/users/{user_id}", user)]),
             Mount("/sub", app=inner),
             Mount("/static", app=StaticFiles(directory=tmp_path)),
-            Host("api.example.com", app=Starlette(routes=[Route("/hosted/{x}", user)])),
+            Host("api.example.com", app=Starlette(routes=[Route("/hosted/{user_id}", user)])),
         ]
     )
     app.add_middleware(PeekApiASGI, client=client)
@@ -80,6 +80,17 @@ def test_route_templates(
     if route is not None:
         expected["route"] = route
     assert event == expected
+
+
+@pytest.mark.parametrize(("path", "status", "route"), [("/hosted/5", 200, "/hosted/{user_id}"), ("/nope", 404, None)])
+def test_route_templates_under_a_host(
+    client: Any, delivered: Delivered, tmp_path: Any, path: str, status: int, route: str | None
+) -> None:
+    # A Host whose routes match nothing stays the scope's route (it has no path): no template, no error.
+    with TestClient(make_app(client, tmp_path)) as http:
+        assert http.get(path, headers={"host": "api.example.com"}).status_code == status
+    event = delivered.one()
+    assert (event["path"], event["status_code"], event.get("route")) == (path, status, route)
 
 
 def test_method_not_allowed_keeps_the_route(client: Any, delivered: Delivered, tmp_path: Any) -> None:

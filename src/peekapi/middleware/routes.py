@@ -37,12 +37,9 @@ _V = TypeVar("_V")
 class ASGIRoutes:
     """Route-template lookup for one ASGI middleware instance. Thread-safe (caches are plain dict swaps)."""
 
-    __slots__ = ("_endpoints", "_endpoints_router", "_lock", "_mounts", "_plain", "_typed")
+    __slots__ = ("_endpoints", "_endpoints_router", "_lock", "_mounts", "_typed")
 
     def __init__(self) -> None:
-        # Starlette routes outside any mount and without FastAPI's route context: template by route object.
-        # Keyed by id (routes compare by value and are not hashable); the route itself is kept to check the id.
-        self._plain: dict[int, tuple[object, str | None]] = {}
         self._mounts: dict[str, str] = {}
         self._typed: dict[str, str] = {}
         self._endpoints: dict[int, tuple[object, str | None]] = {}
@@ -54,13 +51,14 @@ class ASGIRoutes:
         try:
             route = scope.get("route")
             if route is not None and "app_root_path" not in scope and "fastapi" not in scope:
-                cached = self._plain.get(id(route))
-                if cached is not None and cached[0] is route:
-                    return cached[1]
-                template = self._starlette(scope, route)
-                with self._lock:
-                    self._plain = _remember(self._plain, id(route), (route, template))
-                return template
+                # Starlette outside any mount (a Mount that matches adds app_root_path): the route that matched,
+                # whose path is the template, read as it is (a cache by route costs more than the attribute).
+                # A Host whose own routes matched nothing stays the route: it has no path, hence no template.
+                try:
+                    path = route.path
+                except AttributeError:
+                    return None
+                return path if type(path) is str else None
             litestar = scope.get("path_template")
             if litestar is not None:
                 return self._litestar(scope, litestar)
