@@ -49,7 +49,23 @@ class PeekApiWSGI:
         capture = self._capture
         if capture.filters and capture.excluded(environ.get("REQUEST_METHOD", "GET"), path):
             return self.app(environ, start_response)
-        exchange = _Exchange(capture, environ, start_response, path)
+        # Filled in here rather than by an __init__: on CPython 3.12 calling a class costs more than all of
+        # these stores together.
+        exchange = _new_exchange(_Exchange)
+        exchange.capture = capture
+        exchange.environ = environ
+        exchange._start_response = start_response
+        exchange.path = path
+        exchange.status = ""  # until start_response: no valid status (recorded as 500)
+        exchange.response_headers = []
+        exchange.sent = 0
+        exchange.done = False
+        exchange.input = None
+        exchange.werkzeug_request = None
+        if not environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
+            # A chunked upload: count the bytes the application actually reads.
+            exchange.input = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
+        exchange.start = perf_counter()
         try:
             result = self.app(environ, exchange.start_response)
         except BaseException:
@@ -68,7 +84,8 @@ class _Exchange:
     """One request/response in flight, and the response iterable handed to the server.
 
     Iterating it iterates the application's response, counting the bytes; ``close()`` closes the
-    application's response and records the request (if the end of the body did not already).
+    application's response and records the request (if the end of the body did not already). Built by
+    ``PeekApiWSGI.__call__`` field by field (``object.__new__``, then every slot set).
     """
 
     __slots__ = (
@@ -87,26 +104,22 @@ class _Exchange:
         "werkzeug_request",
     )
 
-    # Set later, and read only after: result (the application's response, before the server gets this
-    # exchange) and _write (by start_response, which returns the method that uses it).
+    # Annotations of the slots. Set by PeekApiWSGI.__call__, which builds every exchange; later, and read only
+    # after: result (the application's response, before the server gets this exchange) and _write (by
+    # start_response, which returns the method that uses it).
+    capture: Capture
+    environ: Environ
+    _start_response: StartResponse
+    path: str
+    status: str
+    response_headers: list[tuple[str, str]]
+    sent: int
+    done: bool
+    input: _CountingInput | None
+    werkzeug_request: object
+    start: float
     result: Iterable[bytes]
     _write: WriteCallable
-
-    def __init__(self, capture: Capture, environ: Environ, start_response: StartResponse, path: str) -> None:
-        self.capture = capture
-        self.environ = environ
-        self._start_response = start_response
-        self.path = path
-        self.status = ""  # until start_response: no valid status (recorded as 500)
-        self.response_headers: list[tuple[str, str]] = []
-        self.sent = 0
-        self.done = False
-        self.input: _CountingInput | None = None
-        self.werkzeug_request: object = None
-        if not environ.get("CONTENT_LENGTH") and environ.get("HTTP_TRANSFER_ENCODING"):
-            # A chunked upload: count the bytes the application actually reads.
-            self.input = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
-        self.start = perf_counter()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -203,6 +216,8 @@ class _Exchange:
         except Exception:  # never into the app
             logger.exception("peekapi: could not record a WSGI request")
 
+
+_new_exchange = object.__new__
 
 _STATUS_CODES: dict[str, int] = {}
 
