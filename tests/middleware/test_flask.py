@@ -124,3 +124,19 @@ def test_stream_through_serve(client: Any, delivered: Delivered) -> None:
     _, _, body = serve(make_app(client), environ_for("/stream", wsgi_input=io.BytesIO()))
     assert body == b"one,two,three"
     assert delivered.one()["response_size"] == 13
+
+
+def test_a_plain_werkzeug_app_is_recorded_without_a_route(client: Any, delivered: Delivered) -> None:
+    # werkzeug's own Request also sits in environ["werkzeug.request"], without Flask's url_rule.
+    from werkzeug.wrappers import Request
+    from werkzeug.wrappers import Response as WerkzeugResponse
+
+    @Request.application
+    def app(request: Request) -> WerkzeugResponse:
+        return WerkzeugResponse(f"hi {request.path}")
+
+    response, _, body = serve(PeekApiWSGI(app, client=client), environ_for("/plain/1"))
+    assert (response.status, body) == ("200 OK", b"hi /plain/1")
+    event = delivered.one()
+    assert (event["path"], event["status_code"], event["response_size"]) == ("/plain/1", 200, len(body))
+    assert "route" not in event

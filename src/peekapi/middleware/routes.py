@@ -223,13 +223,21 @@ def wsgi_route(environ: Mapping[str, Any], werkzeug_request: object) -> str | No
     ``werkzeug_request`` is what ``environ["werkzeug.request"]`` held when the app called ``start_response``.
     """
     try:
-        bottle_route = environ.get("bottle.route")
-        if bottle_route is not None:
-            rule = getattr(bottle_route, "rule", None)
-            return rule if isinstance(rule, str) else None
+        # Plain attribute reads (a missing one raises and is logged below): cheaper than getattr() with a default.
         if werkzeug_request is not None:
-            rule = getattr(getattr(werkzeug_request, "url_rule", None), "rule", None)
-            return rule if isinstance(rule, str) else None
+            try:
+                rule = werkzeug_request.url_rule  # type: ignore[attr-defined] # Flask's matched Rule, or None
+            except AttributeError:  # a plain werkzeug request (no Flask): no routing of its own
+                return None
+            if rule is None:
+                return None
+            template = rule.rule
+        else:
+            bottle_route = environ.get("bottle.route")
+            if bottle_route is None:
+                return None
+            template = bottle_route.rule
+        return template if type(template) is str else None
     except Exception:
         logger.debug("peekapi: route template lookup failed", exc_info=True)
     return None
