@@ -14,10 +14,12 @@ this benchmark counts the instructions a piece of work executes, with valgrind's
 Each figure is the difference between two runs of different lengths (N and 2N requests or events) divided by
 N, so start-up, imports and warm-up cancel out. The garbage collector is frozen after warm-up and turned off
 (``--gc`` keeps it on), so that the counts are those of the code; ``PYTHONHASHSEED=0`` and, where ``setarch``
-exists, no address randomisation keep repeated runs close. Read differences under ~1,000 instructions per
-request as noise all the same: two trees with the same request path (only the encoder differed) came out 32
-(Starlette), 839 (Flask) and 556 (FastAPI) apart. The encoder's figure is steadier (within ~200).
-About 8 minutes on 2 cores with ``--against``, 5 without.
+exists, no address randomisation keep repeated runs close. The bare app's count does not move between runs;
+peekapi's does, because the client's own threads run a timing-dependent amount of work (start-up recovery
+racing the main thread, timers that valgrind's slowdown brings into a run, GIL hand-offs): two identical runs
+have differed by millions of instructions. Hence 4,000 requests by default, where repeated runs of one tree
+stay within about 400 instructions per request (at 1,000: up to ~1,500 for Flask and FastAPI). The encoder's
+figure is steadier (within ~200). About 9 minutes on 2 cores with ``--against``, 6 without.
 
 ``--against SRC`` also counts the ``peekapi`` package found under ``SRC`` (a ``src`` directory, say of a git
 worktree of an earlier commit) and prints it next to this tree's, so that a change is measured side by side::
@@ -184,7 +186,7 @@ def per_unit(src: Path, what: str, variant: str, n: int, keep_gc: bool) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=1000, help="N requests (the runs are N and 2N)")
+    parser.add_argument("--requests", type=int, default=4000, help="N requests (the runs are N and 2N)")
     parser.add_argument("--events", type=int, default=5000, help="N events for the encoder")
     parser.add_argument("--suites", default=",".join(SUITES), help="comma-separated: " + ", ".join(SUITES))
     parser.add_argument("--against", type=Path, help="a src directory with another peekapi, counted side by side")
