@@ -138,8 +138,13 @@ def test_sigterm_in_the_middle_of_tracking_neither_deadlocks_nor_loses(spawn: An
     child.signal(signal.SIGTERM)
     tracked, _ = map(int, child.expect("app-handler").split())
     assert child.wait(10) == 3
+    # Within its exit deadline (2 s) the client delivers what it holds, or spools the rest for the next start
+    # when the machine is slow (seen once in a full test run: the last 350 were missing at the ingest). Not
+    # lost either way: a later start on the same spool delivers those, exactly once.
+    later = spawn("recover")
+    assert later.wait(20) == 0
     # The signal may land inside track(), after the event went in but before the loop counted it.
-    received = set(ids(ingest.events()))
+    received = set(ids(ingest.wait_for(tracked, timeout=5)))
     extra = received - series("busy", tracked)
     assert extra <= {f"busy-{tracked}"}, sorted(extra)
     assert_exactly_once(ingest, series("busy", tracked) | extra)
