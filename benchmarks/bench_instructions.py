@@ -14,12 +14,11 @@ this benchmark counts the instructions a piece of work executes, with valgrind's
 Each figure is the difference between two runs of different lengths (N and 2N requests or events) divided by
 N, so start-up, imports and warm-up cancel out. The garbage collector is frozen after warm-up and turned off
 (``--gc`` keeps it on), so that the counts are those of the code; ``PYTHONHASHSEED=0`` and, where ``setarch``
-exists, no address randomisation keep repeated runs close. The bare app's count does not move between runs;
-peekapi's does, because the client's own threads run a timing-dependent amount of work (start-up recovery
-racing the main thread, timers that valgrind's slowdown brings into a run, GIL hand-offs): two identical runs
-have differed by millions of instructions. Hence 4,000 requests by default, where repeated runs of one tree
-stay within about 400 instructions per request (at 1,000: up to ~1,500 for Flask and FastAPI). The encoder's
-figure is steadier (within ~200). About 9 minutes on 2 cores with ``--against``, 6 without.
+exists, no address randomisation keep repeated runs close. The child waits a few seconds after its warm-up, so
+that the client's threads are done with their start-up work (spool recovery, first waits) before the count:
+raced into the measured run, that work made identical runs differ by millions of instructions (up to ~1,500
+per request at 1,000 requests). It still happens now and then, and it only ever adds: each run is the least of
+``--repeats`` (2). About 14 minutes on 2 cores with ``--against``, 8 without.
 
 ``--against SRC`` also counts the ``peekapi`` package found under ``SRC`` (a ``src`` directory, say of a git
 worktree of an earlier commit) and prints it next to this tree's, so that a change is measured side by side::
@@ -40,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +50,7 @@ SRC = HERE.parent / "src"
 SUITES = ("starlette", "flask", "fastapi")
 VARIANTS = ("bare", "noop", "peekapi")
 WARM_UP = 1500
+SETTLE = 3.0  # seconds between the warm-up and the measured run
 
 
 # -- what runs under callgrind ----------------------------------------------------------------------------
@@ -143,6 +144,9 @@ def child(what: str, variant: str, n: int, keep_gc: bool) -> None:
     else:
         warm, run = _request_runner(what, variant, n)
     warm()
+    # Let the client's threads finish their start-up work (spool recovery, first waits) before the count:
+    # raced into the measured run, it made identical runs differ by millions of instructions.
+    time.sleep(SETTLE)
     gc.collect()
     gc.freeze()
     if not keep_gc:
@@ -179,18 +183,23 @@ def _collected(src: Path, what: str, variant: str, n: int, keep_gc: bool) -> int
     return int(found.group(1))
 
 
-def per_unit(src: Path, what: str, variant: str, n: int, keep_gc: bool) -> int:
-    """Instructions per request (or event) of ``variant``: the difference of a 2n and an n run, over n."""
-    return (_collected(src, what, variant, 2 * n, keep_gc) - _collected(src, what, variant, n, keep_gc)) // n
+def per_unit(src: Path, what: str, variant: str, n: int, keep_gc: bool, repeats: int) -> int:
+    """Instructions per request (or event) of ``variant``: the difference of a 2n and an n run, over n.
+
+    Each run is the least of ``repeats``: what else runs in the process (the client's threads) only adds.
+    """
+    runs = {size: min(_collected(src, what, variant, size, keep_gc) for _ in range(repeats)) for size in (n, 2 * n)}
+    return (runs[2 * n] - runs[n]) // n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=4000, help="N requests (the runs are N and 2N)")
+    parser.add_argument("--requests", type=int, default=1000, help="N requests (the runs are N and 2N)")
     parser.add_argument("--events", type=int, default=5000, help="N events for the encoder")
     parser.add_argument("--suites", default=",".join(SUITES), help="comma-separated: " + ", ".join(SUITES))
     parser.add_argument("--against", type=Path, help="a src directory with another peekapi, counted side by side")
     parser.add_argument("--gc", action="store_true", help="keep the garbage collector on")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each size, the least counted")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="callgrind runs at once")
     parser.add_argument("--child", nargs=3, metavar=("WHAT", "VARIANT", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -211,13 +220,23 @@ def main() -> None:
                 for label, src in trees.items():
                     if variant != "peekapi" and label != "this tree":
                         continue  # bare and noop do not run peekapi
-                    jobs[(suite, variant, label)] = pool.submit(per_unit, src, suite, variant, args.requests, args.gc)
+                    jobs[(suite, variant, label)] = pool.submit(
+                        per_unit, src, suite, variant, args.requests, args.gc, args.repeats
+                    )
         for label, src in trees.items():
             for variant in ("none", "encode"):
-                jobs[("encode", variant, label)] = pool.submit(per_unit, src, "encode", variant, args.events, args.gc)
+                jobs[("encode", variant, label)] = pool.submit(
+                    per_unit, src, "encode", variant, args.events, args.gc, args.repeats
+                )
         counts = {key: future.result() for key, future in jobs.items()}
 
-    results: dict[str, Any] = {"gc": args.gc, "requests": args.requests, "events": args.events, "trees": {}}
+    results: dict[str, Any] = {
+        "gc": args.gc,
+        "requests": args.requests,
+        "events": args.events,
+        "repeats": args.repeats,
+        "trees": {},
+    }
     print(f"instructions per request over the bare app (callgrind; gc {'on' if args.gc else 'off'})")
     for suite in suites:
         bare = counts[(suite, "bare", "this tree")]
