@@ -75,11 +75,10 @@ def build_batches(
     size = 2
     for entry in entries:
         try:
-            # A middleware's compact event, as a rule: its fast path directly, without unpacking the entry.
-            encoded = None
+            # A middleware's compact event, as a rule: encoded directly, without unpacking the entry.
             if type(entry) is tuple and len(entry) == COMPACT_LENGTH:
                 encoded = encode_compact(entry, max_event_bytes)
-            if encoded is None:
+            else:
                 raw, tracked_at = unpack(entry)
                 encoded = encode_event(raw, tracked_at, max_event_bytes)
         except DroppedEvent as exc:

@@ -90,10 +90,13 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     if kind is bytes:
         return raw  # type: ignore[return-value]
     if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
-        fast = encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
-        if fast is not None:
-            return fast
-        raw = dict(zip(COMPACT_FIELDS, resolve_compact(raw)[:-1], strict=True))  # type: ignore[arg-type]
+        return encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
+    return _encode_object(raw, tracked_at, max_event_bytes)
+
+
+def _encode_object(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
+    """:func:`encode_event` for a ``RequestEvent``, a mapping or anything else: the dict fast path, else the
+    general path."""
     source = raw.__dict__ if type(raw) is RequestEvent else raw
     if type(source) is dict:
         fast = _encode_plain(source, tracked_at, max_event_bytes)
@@ -151,12 +154,13 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
     )
 
 
-def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
-    """The fast path for a compact event (the middleware's tuple, its tracking time last); None whenever the
-    general path (:func:`encode_event`) must decide. Returns the same bytes as that path."""
+def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes:
+    """:func:`encode_event` for a compact event (the middleware's tuple, its tracking time last), which callers
+    holding one call directly: its fields straight to JSON, or, when anything needs repair or checking, the
+    event resolved (:func:`resolve_compact`) into a dict for the general path. Raises :class:`DroppedEvent`."""
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
     request_size, response_size, consumer = _resolved(method, request_size, response_size, consumer)
-    return _encode_fields(
+    fast = _encode_fields(
         method,
         path,
         status,
@@ -167,6 +171,12 @@ def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes | None:
         route,
         _timestamp_json(tracked_at),
         max_event_bytes,
+    )
+    if fast is not None:
+        return fast
+    # Rare (an oversized path, an int latency, a bad consumer id): resolved again, as a dict, for the general path.
+    return _encode_object(
+        dict(zip(COMPACT_FIELDS, resolve_compact(raw)[:-1], strict=True)), tracked_at, max_event_bytes
     )
 
 
