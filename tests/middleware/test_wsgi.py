@@ -87,6 +87,40 @@ def test_records_the_exact_fields(client: Any, delivered: Delivered) -> None:
     }
 
 
+def test_a_list_body_goes_to_the_server_as_it_is_and_is_recorded_whole(client: Any, delivered: Delivered) -> None:
+    body = [b"hello, ", b"", b"world"]
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return body
+
+    response = Response()
+    result = PeekApiWSGI(app, client=client)(environ_for("/list"), response.start_response)
+    assert result is body  # not wrapped: the server iterates the list itself
+    assert delivered.one() == {
+        "method": "GET",
+        "path": "/list",
+        "status_code": 200,
+        "request_size": 0,
+        "response_size": 12,
+        "consumer_id": None,
+    }
+
+
+def test_a_list_of_things_without_a_length_is_left_to_the_server_to_refuse(client: Any, delivered: Delivered) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[Any]:
+        start_response("200 OK", [])
+        return [b"fine", 42]
+
+    result = PeekApiWSGI(app, client=client)(environ_for("/bad"), Response().start_response)
+    iterator = iter(result)
+    assert next(iterator) == b"fine"
+    with pytest.raises(TypeError):  # a server fails on it the same way (len() or its own check)
+        next(iterator)
+    event = delivered.one()
+    assert (event["path"], event["status_code"], event["response_size"]) == ("/bad", 200, 4)
+
+
 @pytest.mark.parametrize(
     "headers",
     [

@@ -29,9 +29,10 @@ class PeekApiWSGI:
 
     Invalid options raise ``ValueError`` when the middleware is built.
 
-    The response is passed on unchanged and never buffered: the body is counted as the server iterates it,
-    ``close()`` is forwarded, a ``wsgi.file_wrapper`` response is returned as the very same object (so the
-    server can still use ``sendfile``), ``start_response`` may be called late or again with ``exc_info``, and
+    The response is passed on unchanged and never buffered: the body is counted as the server iterates it (a
+    list, the whole body in hand, is counted and recorded as the application returns it), ``close()`` is
+    forwarded, a ``wsgi.file_wrapper`` response is returned as the very same object (so the server can still use
+    ``sendfile``), ``start_response`` may be called late or again with ``exc_info``, and
     ``write()`` is counted too. An exception from the application is recorded (status 500 unless body bytes
     had gone out) and re-raised unchanged. Nothing of the middleware's own is ever raised into the application.
     Thread-safe: per-request state lives in a per-request object.
@@ -75,6 +76,17 @@ class PeekApiWSGI:
         file_wrapper = environ.get("wsgi.file_wrapper")
         if file_wrapper is not None and type(result) is file_wrapper:
             return exchange.watch_file(result)
+        if type(result) is list:
+            # The whole body is in hand (Bottle's responses, many plain apps'): counted and recorded now, as the
+            # application hands it over (as an ASGI response is), and the list itself goes to the server, which
+            # iterates it in C. A list has no close() to forward.
+            try:
+                exchange.sent += sum(map(len, result))
+            except Exception:  # not a list of bytes: the server will say so; iterated through the exchange
+                pass
+            else:
+                exchange.finish()
+                return result
         # The exchange is the iterable the server gets: it counts the body and forwards close().
         exchange.result = result
         return exchange
