@@ -6,8 +6,10 @@ this benchmark counts the instructions a piece of work executes, with valgrind's
 
 - ``request``: instructions per request over the bare app, for the minimal Starlette, Flask and FastAPI apps
   of ``bench_middleware`` called in-process (no sockets): ``noop`` (a pass-through middleware that counts the
-  body, the floor for any middleware that records responses) and ``peekapi`` (the request path only: its
-  events are held in memory, as ``bench_middleware``'s "peekapi-path" variant).
+  body, the floor for any middleware that records responses), ``minimal`` (``noop`` plus the status, two clock
+  reads and a tuple appended to a deque: the floor for any middleware that records requests) and
+  ``peekapi`` (the request path only: its events are held in memory, as ``bench_middleware``'s "peekapi-path"
+  variant).
 - ``encode``: instructions per compact middleware event taken from the buffer and encoded into batches (the
   delivery process's main per-event work), the events unmarshalled from frames as that process gets them.
 
@@ -48,7 +50,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 SUITES = ("starlette", "flask", "fastapi")
-VARIANTS = ("bare", "noop", "peekapi")
+VARIANTS = ("bare", "noop", "minimal", "peekapi")
 WARM_UP = 1500
 SETTLE = 3.0  # seconds between the warm-up and the measured run
 
@@ -93,6 +95,8 @@ def _fastapi_app(bm: Any, mode: str) -> Any:
         app.add_middleware(PeekApiASGI, client=bm._new_client(mode))
     elif mode == "noop":
         app.add_middleware(bm.NoopASGI)
+    elif mode == "minimal":
+        app.add_middleware(bm.MinimalASGI)
     return app
 
 
@@ -219,7 +223,7 @@ def main() -> None:
             for variant in VARIANTS:
                 for label, src in trees.items():
                     if variant != "peekapi" and label != "this tree":
-                        continue  # bare and noop do not run peekapi
+                        continue  # bare, noop and minimal do not run peekapi
                     jobs[(suite, variant, label)] = pool.submit(
                         per_unit, src, suite, variant, args.requests, args.gc, args.repeats
                     )
@@ -240,8 +244,12 @@ def main() -> None:
     print(f"instructions per request over the bare app (callgrind; gc {'on' if args.gc else 'off'})")
     for suite in suites:
         bare = counts[(suite, "bare", "this tree")]
-        row = {"bare": bare, "noop": counts[(suite, "noop", "this tree")] - bare}
-        print(f"  {suite:<10} bare {bare:>9,}   noop {row['noop']:>+8,}", end="")
+        row = {
+            "bare": bare,
+            "noop": counts[(suite, "noop", "this tree")] - bare,
+            "minimal": counts[(suite, "minimal", "this tree")] - bare,
+        }
+        print(f"  {suite:<10} bare {bare:>9,}   noop {row['noop']:>+8,}   minimal {row['minimal']:>+8,}", end="")
         for label in trees:
             row[f"peekapi ({label})"] = counts[(suite, "peekapi", label)] - bare
             print(f"   peekapi ({label}) {row[f'peekapi ({label})']:>+8,}", end="")

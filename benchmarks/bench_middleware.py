@@ -1,6 +1,6 @@
 """What the middleware costs a request: peekapi vs the bare app vs peekapi 0.1.0.
 
-Three measurements, each interleaving the variants in one run and reporting medians:
+Four measurements, each interleaving the variants in one run and reporting medians:
 
 1. In-process (``inproc``): a minimal Starlette app (ASGI) and a minimal Flask app (WSGI) called directly, no
    sockets: microseconds per request for the bare app, with this peekapi, and with peekapi 0.1.0. Both SDKs
@@ -10,15 +10,21 @@ Three measurements, each interleaving the variants in one run and reporting medi
    request (all its processes, peekapi's delivery process included, from /proc), bare vs peekapi (delivering
    from threads, and from a delivery process). (Holding delivery back for a whole run is no
    measure of the request path there: tens of thousands of held events make the garbage collector the cost.)
-3. Latency below saturation (``latency``): the same servers, each wrk connection pausing between its requests
+3. Side by side over sockets (``ab``): the ``load`` servers all up at once, many short wrk runs in shuffled
+   order, the median of the per-round ratios to bare with its quartiles: finer than ``load`` on a machine whose
+   speed drifts between runs.
+4. Latency below saturation (``latency``): the same servers, each wrk connection pausing between its requests
    (a wrk script), so the server has room to spare: response-time percentiles, bare vs peekapi.
 
 In every measurement a pass-through middleware that only wraps ``send``/``start_response`` and counts the body
-bytes (``noop``) runs next to them: the floor under what any middleware that records responses can cost.
+bytes (``noop``) runs next to them: the floor under what any middleware that records responses can cost. And
+``minimal``: ``noop`` plus the status, two clock reads and one tuple appended to a deque per request, the least
+any middleware that records requests does (no route, consumer, request size, error handling or delivery).
 
-    python benchmarks/bench_middleware.py             # all three
+    python benchmarks/bench_middleware.py             # all four
     python benchmarks/bench_middleware.py inproc      # in-process only
     python benchmarks/bench_middleware.py load        # sockets only (needs wrk: apt-get install wrk)
+    python benchmarks/bench_middleware.py ab          # sockets, every variant's server up at once, short rounds
     python benchmarks/bench_middleware.py latency --suite uvicorn --pause 5
 
 peekapi 0.1.0 is installed on first use into /tmp/peekapi010 (``pip install --target``) and imported as
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import importlib
 import importlib.util
@@ -72,7 +79,7 @@ def _sink_url() -> str:
 # after it, untimed, and counts only the serving thread: the cost on the request path alone. "noop" is a
 # pass-through middleware that only wraps send / start_response and counts the body bytes (NoopASGI /
 # NoopWSGI): the floor under any middleware that records responses.
-VARIANTS = ("bare", "noop", "peekapi", "peekapi-process", "peekapi-path", "peekapi010")
+VARIANTS = ("bare", "noop", "minimal", "peekapi", "peekapi-process", "peekapi-path", "peekapi010")
 CLIENTS: dict[str, list[Any]] = {}
 
 
@@ -108,6 +115,8 @@ def starlette_app(variant: str = "bare") -> Any:
         app.add_middleware(PeekApiASGI, client=_new_client(variant))
     elif variant == "noop":
         app.add_middleware(NoopASGI)
+    elif variant == "minimal":
+        app.add_middleware(MinimalASGI)
     elif variant == "peekapi010":
         app.add_middleware(load_old_middleware("asgi").PeekApiASGI, client=_new_client(variant))
     return app
@@ -128,6 +137,8 @@ def flask_app(variant: str = "bare") -> Any:
         app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
     elif variant == "noop":
         app.wsgi_app = NoopWSGI(app.wsgi_app)  # type: ignore[method-assign]
+    elif variant == "minimal":
+        app.wsgi_app = MinimalWSGI(app.wsgi_app)  # type: ignore[method-assign]
     elif variant == "peekapi010":
         old = load_old_middleware("wsgi").PeekApiWSGI
         app.wsgi_app = old(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
@@ -183,6 +194,79 @@ class NoopWSGI:
                 close()
 
 
+# What the "minimal" middleware records: one tuple per request, dropped (cleared) after each batch or, in a
+# server, whenever it holds 10,000.
+MINIMAL_RECORDS: collections.deque[tuple[Any, ...]] = collections.deque()
+
+
+def _minimal_record(entry: tuple[Any, ...]) -> None:
+    MINIMAL_RECORDS.append(entry)
+    if len(MINIMAL_RECORDS) >= 10_000:
+        MINIMAL_RECORDS.clear()
+
+
+class MinimalASGI:
+    """The least a middleware that records requests can do: ``NoopASGI``, plus the status, two clock reads and
+    one tuple (method, path, status, milliseconds, body bytes, wall time) appended to a deque per request.
+
+    No route, no consumer, no sizes of the request, no exception handling, no delivery: a floor under the cost of
+    recording, to read peekapi's request path against (it does all of that and more).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        sent = 0
+
+        def recording_send(message: Any) -> Any:
+            nonlocal status, sent
+            kind = message["type"]
+            if kind == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        start = time.perf_counter()
+        await self.app(scope, receive, recording_send)
+        elapsed = (time.perf_counter() - start) * 1000.0
+        _minimal_record((scope["method"], scope["path"], status, elapsed, sent, time.time()))
+
+
+class MinimalWSGI:
+    """The WSGI counterpart of ``MinimalASGI``: ``NoopWSGI`` plus the status, two clock reads and one tuple."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        status: list[str] = []
+
+        def recording_start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(code)
+            return start_response(code, headers, exc_info)
+
+        start = time.perf_counter()
+        result = self.app(environ, recording_start_response)
+        sent = 0
+        try:
+            for chunk in result:
+                sent += len(chunk)
+                yield chunk
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            elapsed = (time.perf_counter() - start) * 1000.0
+            code = status[-1] if status else ""
+            _minimal_record((environ["REQUEST_METHOD"], environ["PATH_INFO"], code, elapsed, sent, time.time()))
+
+
 # Factories for the servers of the load test (uvicorn --factory, gunicorn "module:call()").
 def starlette_bare() -> Any:
     return starlette_app("bare")
@@ -194,6 +278,14 @@ def starlette_noop() -> Any:
 
 def flask_noop() -> Any:
     return flask_app("noop")
+
+
+def starlette_minimal() -> Any:
+    return starlette_app("minimal")
+
+
+def flask_minimal() -> Any:
+    return flask_app("minimal")
 
 
 def starlette_peekapi() -> Any:
@@ -339,11 +431,12 @@ def _timed(variant: str, run: Callable[[], None], n: int) -> float:
 
     "peekapi" and "peekapi010": CPU time of the whole process (all its threads) for the batch plus the
     delivery of its events, so the SDKs' background work counts ("peekapi-process": its delivery process's
-    too). "bare", "noop" and "peekapi-path": CPU time of the thread serving the requests only (the request
-    path; for "peekapi-path" its events are delivered after the batch, untimed). Process or thread CPU time
+    too). "bare", "noop", "minimal" and "peekapi-path": CPU time of the thread serving the requests only (the
+    request path; for "peekapi-path" its events are delivered after the batch, untimed, and "minimal"'s records
+    dropped). Process or thread CPU time
     rather than wall time: other load on the machine does not count.
     """
-    clock = time.thread_time if variant in ("bare", "noop", "peekapi-path") else time.process_time
+    clock = time.thread_time if variant in ("bare", "noop", "minimal", "peekapi-path") else time.process_time
     if variant == "peekapi-process":
         clock = _with_delivery_processes
     start = clock()
@@ -353,6 +446,8 @@ def _timed(variant: str, run: Callable[[], None], n: int) -> float:
     spent = clock() - start
     if variant == "peekapi-path":
         _drain(variant)
+    elif variant == "minimal":
+        MINIMAL_RECORDS.clear()  # untimed, as peekapi-path's delivery
     return spent / n * 1e6
 
 
@@ -478,7 +573,13 @@ LOAD_SUITES = {
     "uvicorn + starlette": ("uvicorn", "starlette"),
     "gunicorn + flask": ("gunicorn", "flask"),
 }
-LOAD_VARIANTS = {"bare": "bare", "noop": "noop", "peekapi": "peekapi", "peekapi-process": "peekapi_process"}
+LOAD_VARIANTS = {
+    "bare": "bare",
+    "noop": "noop",
+    "minimal": "minimal",
+    "peekapi": "peekapi",
+    "peekapi-process": "peekapi_process",
+}
 
 
 _LOOP = "d = {}\nfor i in range(300_000):\n    d[i % 5000] = str(i)"
@@ -566,6 +667,63 @@ def load(rounds: int, seconds: int, connections: int, suites: list[str]) -> dict
     if slowdown is not None:
         print(f"\nAfterwards, the loop on one CPU runs x{slowdown:.2f} slower while another runs on a second CPU.")
     return results
+
+
+def ab(rounds: int, seconds: int, connections: int, suites: list[str]) -> dict[str, dict[str, float]]:
+    """Load, side by side: every variant's server up at once, ``rounds`` rounds of one short wrk run each, in a
+    new shuffled order every round; the change is the median of the per-round ratios to bare.
+
+    Finer than ``load``, whose servers start one after another: the machine's speed drifts by more than the
+    differences measured (see README.md) over a whole load run, much less within one round of a few seconds.
+    After each run it waits until the sink's count stops moving, so that no variant's delivery runs into the
+    next one's measurement (a peekapi variant's delivery during its own run is measured, as in ``load``).
+    """
+    results: dict[str, dict[str, float]] = {}
+    for suite in suites:
+        kind, app = LOAD_SUITES[suite]
+        factories = {variant: f"{app}_{name}" for variant, name in LOAD_VARIANTS.items()}
+        rates: dict[str, list[float]] = {v: [] for v in factories}
+        cpu: dict[str, list[float]] = {v: [] for v in factories}
+        with contextlib.ExitStack() as stack:
+            servers = {v: stack.enter_context(_serving(kind, f, connections)) for v, f in factories.items()}
+            for _ in range(rounds):
+                order = list(factories)
+                random.shuffle(order)
+                for variant in order:
+                    port, pid = servers[variant]
+                    cpu_before = _tree_cpu(pid)
+                    rate, count = _wrk(port, seconds, connections)
+                    cpu[variant].append((_tree_cpu(pid) - cpu_before) / count * 1e6)
+                    rates[variant].append(rate)
+                    _sink_settled()
+        print(
+            f"\n{suite}: side by side, {rounds} rounds of {seconds} s per variant in shuffled order (wrk"
+            f" -c{connections}); requests/s (median), its ratio to bare in the same round (median, quartiles),"
+            " server CPU µs/request (median)"
+        )
+        bare_cpu = statistics.median(cpu["bare"])
+        results[suite] = {}
+        for variant in factories:
+            ratios = [r / b for r, b in zip(rates[variant], rates["bare"], strict=True)]
+            q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+            cpu_median = statistics.median(cpu[variant])
+            results[suite][variant] = median
+            print(
+                f"  {variant:<15} {statistics.median(rates[variant]):8.0f} req/s   x{median:.3f}"
+                f" ({q1:.3f}-{q3:.3f})   {cpu_median:6.1f} µs ({cpu_median - bare_cpu:+.1f})"
+            )
+    return results
+
+
+def _sink_settled(timeout: float = 15.0) -> None:
+    """Wait until the sink's event count has not moved for half a second (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    last, still_since = _sink_events(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - still_since < 0.5:
+        time.sleep(0.1)
+        now = _sink_events()
+        if now != last:
+            last, still_since = now, time.monotonic()
 
 
 def latency(rounds: int, seconds: int, connections: int, pause_ms: int, suites: list[str]) -> None:
@@ -677,10 +835,12 @@ def _tree_cpu(root: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", choices=("inproc", "load", "latency", "all"), default="all")
-    parser.add_argument("--rounds", type=int, default=0, help="interleaved rounds (default 41 inproc, 3 load)")
+    parser.add_argument("what", nargs="?", choices=("inproc", "load", "ab", "latency", "all"), default="all")
+    parser.add_argument(
+        "--rounds", type=int, default=0, help="interleaved rounds (default 41 inproc, 3 load and latency, 15 ab)"
+    )
     parser.add_argument("--requests", type=int, default=1000, help="requests per in-process batch")
-    parser.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--seconds", type=int, default=0, help="seconds per wrk run (default 10; ab 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--suite", choices=("uvicorn", "gunicorn"), help="one load suite only")
     parser.add_argument("--pause", type=int, default=5, help="latency: ms between a connection's requests")
@@ -696,9 +856,11 @@ def main() -> None:
         if args.what in ("inproc", "all"):
             inproc(args.rounds or 41, args.requests)
         if args.what in ("load", "all"):
-            load(args.rounds or 3, args.seconds, args.connections, suites)
+            load(args.rounds or 3, args.seconds or 10, args.connections, suites)
+        if args.what in ("ab", "all"):
+            ab(args.rounds or 15, args.seconds or 2, args.connections, suites)
         if args.what in ("latency", "all"):
-            latency(args.rounds or 3, args.seconds, args.connections, args.pause, suites)
+            latency(args.rounds or 3, args.seconds or 10, args.connections, args.pause, suites)
     finally:
         if sink.stdin is not None:
             sink.stdin.close()  # the sink serves until its stdin closes
