@@ -269,6 +269,48 @@ def test_a_compact_event_encodes_like_its_resolved_dict_on_every_path(compact: t
         assert batches == [] and drops == [expected]
 
 
+odd_header_lists = st.lists(
+    st.tuples(
+        st.sampled_from([b"content-length", b"x-api-key", b"authorization", b"host", "x-api-key"]),
+        st.sampled_from([b"7", b" 12 ", b"+3", b"1_0", b"9" * 5000, "12", "key-2", "", 12, None]),
+    )
+    | st.sampled_from([(b"x-api-key", b"k", b"extra"), ([b"x-api-key"], b"k"), "ab", 5, (b"a",), [b"x-api-key", b"k"]]),
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(odd_header_lists, st.integers(0, 99))
+def test_odd_header_lists_resolve_as_a_dict_of_them_would(headers: list[Any], received: int) -> None:
+    # The encoder picks the three headers it reads out of the list; it must read what dict(headers) would have
+    # (the last of repeated names; nothing at all from a list that is not one of pairs of hashable names).
+    compact = ("GET", "/h", 200, 1.5, received, 0, headers, None, NOW)
+    try:
+        found = dict(headers)
+    except (TypeError, ValueError):
+        found = {}
+    size = received
+    if found.get(b"content-length") is not None:
+        try:
+            size = max(int(found[b"content-length"]), -1)
+        except ValueError:
+            size = -1
+        size = received if size < 0 else size
+    api_key, authorization = found.get(b"x-api-key"), found.get(b"authorization")
+    consumer = None
+    if api_key:
+        consumer = api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
+    elif authorization:
+        text = authorization.decode("latin-1") if isinstance(authorization, bytes) else str(authorization)
+        consumer = hash_consumer_id(text)
+    expected = {"method": "GET", "path": "/h", "status_code": 200, "response_time_ms": 1.5, "request_size": size,
+                "response_size": 0, "consumer_id": consumer}  # fmt: skip
+    actual = _outcome(lambda: encode_event(compact, NOW, 65_536))
+    assert actual == _outcome(lambda: encode_general(expected, NOW, 65_536))
+    resolved = dict(zip(COMPACT_FIELDS, resolve_compact(compact)[:-1], strict=True))
+    assert actual == _outcome(lambda: encode_general(resolved, NOW, 65_536))
+
+
 @pytest.mark.parametrize(
     ("headers", "read", "size", "consumer"),
     [
