@@ -159,31 +159,8 @@ def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes:
     holding one call directly: its fields straight to JSON, or, when anything needs repair or checking, the
     event resolved (:func:`resolve_compact`) into a dict for the general path. Raises :class:`DroppedEvent`."""
     method, path, status, latency, request_size, response_size, consumer, route, tracked_at = raw
-    if type(consumer) is list:
-        # _from_headers written out: the three headers it reads, picked from the list (the last of each, as
-        # dict() keeps them) instead of a dict of them all. Fails for exactly the lists dict() fails for.
-        length = api_key = authorization = None
-        try:
-            for name, value in consumer:
-                if name in _HEADERS_READ:
-                    if name == b"x-api-key":
-                        api_key = value
-                    elif name == b"authorization":
-                        authorization = value
-                    else:
-                        length = value
-        except (TypeError, ValueError):  # not a header list after all: no consumer, sizes as they are
-            consumer = None
-        else:
-            if length is not None:
-                request_size = _declared_size(length, request_size)
-            if api_key:
-                consumer = api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
-            elif authorization:
-                text = authorization.decode("latin-1") if isinstance(authorization, bytes) else str(authorization)
-                consumer = hash_consumer_id(text)
-            else:
-                consumer = None
+    if type(consumer) is list:  # _resolved() written out: one call fewer per event
+        request_size, consumer = _from_headers(consumer, request_size)
     if method == "HEAD":
         response_size = 0
     fast = _encode_fields(
@@ -204,9 +181,6 @@ def encode_compact(raw: tuple[Any, ...], max_event_bytes: int) -> bytes:
     return _encode_object(
         dict(zip(COMPACT_FIELDS, resolve_compact(raw)[:-1], strict=True)), tracked_at, max_event_bytes
     )
-
-
-_HEADERS_READ = frozenset((b"content-length", b"x-api-key", b"authorization"))
 
 
 def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in the worker's hot loop
@@ -317,21 +291,33 @@ def _resolved(method: Any, request_size: Any, response_size: Any, consumer: Any)
 
 
 def _from_headers(headers: Any, received: Any) -> tuple[Any, str | None]:
-    """The request size and the default consumer id of a header list (see :func:`resolve_compact`)."""
+    """The request size and the default consumer id of a header list (see :func:`resolve_compact`).
+
+    Reads what ``dict(headers)`` would hold (the last of repeated names), without making the dict: the list is
+    scanned once for the three names read. Fails for exactly the lists ``dict()`` fails for.
+    """
+    length = api_key = authorization = None
     try:
-        found = dict(headers)  # the last of repeated names wins
+        for name, value in headers:
+            if name in _HEADERS_READ:
+                if name == b"x-api-key":
+                    api_key = value
+                elif name == b"authorization":
+                    authorization = value
+                else:
+                    length = value
     except (TypeError, ValueError):  # not a header list after all: no consumer, sizes as they are
         return received, None
-    length = found.get(b"content-length")
     request_size = received if length is None else _declared_size(length, received)
-    api_key = found.get(b"x-api-key")
     if api_key:
         return request_size, api_key.decode("latin-1") if isinstance(api_key, bytes) else str(api_key)
-    authorization = found.get(b"authorization")
     if authorization:
         text = authorization.decode("latin-1") if isinstance(authorization, bytes) else str(authorization)
         return request_size, hash_consumer_id(text)
     return request_size, None
+
+
+_HEADERS_READ = frozenset((b"content-length", b"x-api-key", b"authorization"))
 
 
 def _declared_size(length: Any, received: Any) -> Any:
