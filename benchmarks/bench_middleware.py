@@ -239,7 +239,11 @@ class MinimalASGI:
 
 
 class MinimalWSGI:
-    """The WSGI counterpart of ``MinimalASGI``: ``NoopWSGI`` plus the status, two clock reads and one tuple."""
+    """The WSGI counterpart of ``MinimalASGI``: ``NoopWSGI`` plus the status, two clock reads and one tuple.
+
+    Written out rather than built on ``NoopWSGI`` with a hook: a hook would put a call into ``noop``, the floor
+    under this one.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
