@@ -44,8 +44,12 @@ class ServerConfig:
     queue_max_events: int = 200_000
     #: Events written per database transaction at most.
     writer_max_events: int = 10_000
-    #: Seconds a client is asked to wait (``Retry-After``) when the queue is full.
+    #: Seconds a client is asked to wait (``Retry-After``) when the queue is full or the database fails.
     retry_after_seconds: int = 1
+    #: Seconds a request waits for the writer to take its batch before answering 503 (the SDKs time out at 5 s).
+    ack_timeout_seconds: float = 4.0
+    #: Seconds between the INFO summaries of what was stored and refused (0: none).
+    summary_interval_seconds: float = 60.0
     #: Seconds an ingest key or read token lookup is cached (revocation takes effect within this).
     auth_cache_seconds: float = 5.0
     #: Events whose timestamp is further in the past than this are clamped to it.
@@ -65,5 +69,7 @@ class ServerConfig:
         for name in ("max_body_bytes", "max_decompressed_bytes", "queue_max_events", "writer_max_events"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ServerConfig.{name} must be positive, got {getattr(self, name)!r}")
-        if self.auth_cache_seconds < 0 or self.maintenance_interval_seconds < 0:
+        if self.ack_timeout_seconds <= 0:
+            raise ValueError(f"ServerConfig.ack_timeout_seconds must be positive, got {self.ack_timeout_seconds!r}")
+        if self.auth_cache_seconds < 0 or self.maintenance_interval_seconds < 0 or self.summary_interval_seconds < 0:
             raise ValueError("ServerConfig durations must not be negative")

@@ -5,6 +5,7 @@ Created by the app's lifespan and reached by handlers as ``request.app.state.col
 
 from __future__ import annotations
 
+from .activity import Activity, Summary
 from .auth import CredentialCache
 from .config import ServerConfig
 from .queue.buffer import WriteQueue
@@ -37,13 +38,22 @@ class Collector:
         self.ingest_keys = CredentialCache(self.store, "ingest", self.config.auth_cache_seconds)
         self.read_tokens = CredentialCache(self.store, "read", self.config.auth_cache_seconds)
         self.maintenance = Maintenance(self.store, self.config)
+        self.activity = Activity()
+        self.summary = Summary(self.config.summary_interval_seconds, self._figures)
         self.writer.start()
         self.maintenance.start()
+        self.summary.start()
+
+    def _figures(self) -> tuple[int, int, int, dict[int, int], int]:
+        _, rejected, refused = self.activity.snapshot()
+        w = self.writer
+        return w.events_stored, w.transactions, rejected, refused, self.queue.pending_events()
 
     def stop(self) -> None:
         """Writes what is queued, stops the background threads and closes a store it opened itself."""
         self.maintenance.stop()
         self.writer.stop()
+        self.summary.stop()
         if self._given_store is None and self._store is not None:
             self._store.close()
             self._store = None

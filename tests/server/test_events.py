@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from peekapi_server.events import parse_batch, parse_event, parse_timestamp
+from peekapi_server.events import Event, Rejection, decode_body, parse_batch, parse_event, parse_timestamp
 
 NOW = calendar.timegm((2026, 6, 1, 12, 0, 0, 0, 0, 0)) * 1000
 LO = NOW - 31 * 86400 * 1000
@@ -53,7 +53,7 @@ def test_far_timestamps_are_clamped() -> None:
 
 @pytest.mark.parametrize("bad", ["yesterday", "2026-13-01T00:00:00Z", "2026-06-01", 12345, "2026-02-30T00:00:00Z"])
 def test_unreadable_timestamps_reject_the_event(bad: object) -> None:
-    assert parse_event(ev(timestamp=bad), NOW, LO, HI) is None
+    assert isinstance(parse_event(ev(timestamp=bad), NOW, LO, HI), Rejection)
 
 
 def test_wire_quirks_are_accepted() -> None:
@@ -72,7 +72,7 @@ def test_wire_quirks_are_accepted() -> None:
 
 def test_route_wins_over_normalisation_and_metadata_is_kept() -> None:
     e = parse_event(ev(path="/u/7", route="/u/<int:uid>", metadata={"b": 1, "a": [1]}), NOW, LO, HI)
-    assert e is not None
+    assert isinstance(e, Event)
     assert e.route == "/u/<int:uid>"
     assert e.metadata == '{"a":[1],"b":1}'
 
@@ -116,6 +116,92 @@ def test_a_body_that_is_not_an_array_is_refused() -> None:
 
 def test_long_fields_are_truncated() -> None:
     e = parse_event(ev(path="/" + "a" * 5000, consumer_id="c" * 300), NOW, LO, HI)
-    assert e is not None
+    assert isinstance(e, Event)
     assert len(e.path) == 2048
     assert e.consumer is not None and len(e.consumer) == 256
+
+
+def _good() -> str:
+    return json.dumps(ev(path="/good"))
+
+
+# Each is one event's JSON text, exactly as a client could send it; every one must be rejected alone.
+HOSTILE = {
+    "lone surrogate in path": r'{"method":"GET","path":"/x\ud800","status_code":200,"response_time_ms":1}',
+    "lone low surrogate in route": r'{"method":"GET","path":"/x","route":"/\udc00","status_code":200,"response_time_ms":1}',
+    "lone surrogate in consumer": r'{"method":"GET","path":"/x","consumer_id":"c\ud834","status_code":200,"response_time_ms":1}',
+    "lone surrogate in a metadata value": r'{"method":"GET","path":"/x","metadata":{"a":"\ud800"},"status_code":200,"response_time_ms":1}',
+    "lone surrogate in a metadata key": r'{"method":"GET","path":"/x","metadata":{"\udfff":1},"status_code":200,"response_time_ms":1}',
+    "surrogate in method": r'{"method":"G\ud800","path":"/x","status_code":200,"response_time_ms":1}',
+    "NUL in path": r'{"method":"GET","path":"/x\u0000y","status_code":200,"response_time_ms":1}',
+    "NUL in route": r'{"method":"GET","path":"/x","route":"\u0000","status_code":200,"response_time_ms":1}',
+    "NUL in consumer": r'{"method":"GET","path":"/x","consumer_id":"\u0000","status_code":200,"response_time_ms":1}',
+    "NUL in method": r'{"method":"GE\u0000T","path":"/x","status_code":200,"response_time_ms":1}',
+    "space in method": '{"method":"GE T","path":"/x","status_code":200,"response_time_ms":1}',
+    "size beyond 64 bits": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"request_size":18446744073709551616}',
+    "size beyond 1 TiB": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"response_size":1099511627777}',
+    "size of 5000 digits": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"response_size":'
+    + "9" * 5000
+    + "}",
+    "latency 1e308": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1e308}',
+    "latency 1e999 (infinity)": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1e999}',
+    "latency NaN": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":NaN}',
+    "latency Infinity": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":Infinity}',
+    "status beyond 64 bits": '{"method":"GET","path":"/x","status_code":1e30,"response_time_ms":1}',
+    "NaN in metadata": '{"method":"GET","path":"/x","metadata":{"a":NaN},"status_code":200,"response_time_ms":1}',
+    "timestamp before 1970": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"1969-12-31T23:59:59Z"}',
+    "timestamp in year 1": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"0001-01-01T00:00:00Z"}',
+    "timestamp after 9999 in UTC": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"9999-12-31T23:59:59-05:00"}',
+    "timestamp in year 10000": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"10000-01-01T00:00:00Z"}',
+    "metadata 40 deep": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"metadata":'
+    + '{"a":' * 40
+    + "1"
+    + "}" * 40
+    + "}",
+    "metadata 500 deep in a list": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"metadata":{"a":'
+    + "[" * 500
+    + "]" * 500
+    + "}}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_event_is_rejected_alone(name: str) -> None:
+    body = ("[" + HOSTILE[name] + "," + _good() + "]").encode()
+    decoded, check = decode_body(body)
+    result = parse_batch(decoded, NOW, 31 * 86400 * 1000, 300_000, check)
+    assert result is not None
+    assert (len(result.events), result.rejected) == (1, 1), result
+    assert result.events[0].path == "/good"
+    assert isinstance(result.first_rejection, Rejection) and result.first_rejection
+
+
+def test_bytes_that_are_not_utf8_reject_only_their_event() -> None:
+    bad = b'{"method":"GET","path":"/x\xff\xed\xa0\x80","status_code":200,"response_time_ms":1}'
+    decoded, check = decode_body(b"[" + bad + b"," + _good().encode() + b"]")
+    result = parse_batch(decoded, NOW, 31 * 86400 * 1000, 300_000, check)
+    assert result is not None and (len(result.events), result.rejected) == (1, 1)
+
+
+def test_valid_unicode_is_kept_exactly() -> None:
+    escaped = r'"path":"/caf\u00e9/\ud83d\ude00","consumer_id":"\u00fc"'  # JSON escapes, a surrogate pair among them
+    raw = '"route":"/\u65e5"'  # UTF-8 bytes as they are
+    text = '[{"method":"GET",' + escaped + "," + raw + ',"status_code":200,"response_time_ms":1}]'
+    decoded, check = decode_body(text.encode())
+    assert check
+    result = parse_batch(decoded, NOW, 31 * 86400 * 1000, 300_000, check)
+    assert result is not None and result.rejected == 0
+    (e,) = result.events
+    assert (e.path, e.consumer, e.route) == ("/caf\u00e9/\U0001f600", "\u00fc", "/\u65e5")
+
+
+def test_a_plain_ascii_body_skips_the_text_checks_only_when_it_cannot_hold_bad_text() -> None:
+    assert decode_body(b'[{"path":"/a"}]')[1] is False
+    assert decode_body(b'[{"path":"/a\\u0041"}]')[1] is True
+    assert decode_body('[{"path":"/é"}]'.encode())[1] is True
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b"not json", b'[{"a":1}', b"[1] [2]"])
+def test_bodies_that_are_not_json_or_nest_too_deep_are_a_value_error(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_body(body)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import gzip
 import json
 import sqlite3
+import threading
 import time
 import uuid
 
 import pytest
 
 from peekapi_server.store import open_store
-from tests.server.support import Collector, event, http, start_collector
+from tests.server.support import Collector, Response, event, http, start_collector
 
 
 def test_accepts_a_batch_and_stores_every_event_once(collector: Collector) -> None:
@@ -102,24 +103,32 @@ def test_limits_give_413_including_gzip_bombs(db_url: str) -> None:
         c.store.close()
 
 
-def test_a_full_queue_answers_503_with_retry_after_and_loses_nothing(tmp_path: object) -> None:
+def test_a_full_queue_answers_503_with_retry_after_and_acknowledges_only_what_it_stored(tmp_path: object) -> None:
     db = f"sqlite:///{tmp_path}/q.db"  # type: ignore[str-bytes-safe]
-    c = start_collector(db, queue_max_events=100, retry_after_seconds=2)
+    c = start_collector(db, queue_max_events=100, retry_after_seconds=2, ack_timeout_seconds=1.0)
     blocker = sqlite3.connect(db.removeprefix("sqlite:///"), isolation_level=None)
+    answers: list[Response] = []
     try:
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the database: the collector cannot write
-        accepted = refused = 0
-        for i in range(10):
-            r = c.post([event() for _ in range(40)], {"x-peekapi-batch-id": f"q{i}"})
-            if r.status == 200:
-                accepted += r.json()["accepted"]
-            else:
-                assert r.status == 503 and r.headers["retry-after"] == "2"
-                refused += 1
-        assert refused > 0 and accepted >= 40
-        blocker.execute("ROLLBACK")
+        posts = [
+            threading.Thread(
+                target=lambda i=i: answers.append(c.post([event() for _ in range(40)], {"x-peekapi-batch-id": f"q{i}"}))
+            )
+            for i in range(10)
+        ]
+        for t in posts:
+            t.start()
+        time.sleep(2.0)  # past the acknowledgement timeout: the batches never taken were withdrawn (503)
+        blocker.execute("ROLLBACK")  # the writer's transaction goes through now
+        for t in posts:
+            t.join(15)
+        assert len(answers) == 10
+        accepted = sum(r.json()["accepted"] for r in answers if r.status == 200)
+        refused = [r for r in answers if r.status != 200]
+        assert all(r.status == 503 and r.headers["retry-after"] == "2" for r in refused)
+        assert refused and accepted >= 40  # the queue filled up; the batch the writer held was stored
         c.drain()
-        assert c.store.count_events(c.project.id) == accepted
+        assert c.store.count_events(c.project.id) == accepted  # 200 means stored; a 503 stored nothing
     finally:
         blocker.close()
         c.stop()

@@ -1,0 +1,136 @@
+"""Activity: what the collector receives and refuses, said in its log.
+
+One WARNING line per refused request (bad key, bad body, too large, overloaded) and per batch with rejected events,
+rate-limited per kind of problem (the first at once, then at most one per ``quiet_seconds`` saying how many were
+left unsaid); never a secret: an unknown key shows only a short SHA-256 fingerprint. A summary at INFO every
+``interval`` seconds while anything happened: events stored, rejected, requests refused, queue depth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+logger = logging.getLogger("peekapi_server.activity")
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible name for a secret in logs: ``sha256:`` and 8 hex digits of its hash."""
+    return "sha256:" + hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:8]
+
+
+class Activity:
+    """Counters and rate-limited log lines of one collector process. Thread-safe; no method raises."""
+
+    def __init__(self, quiet_seconds: float = 10.0) -> None:
+        self._quiet = quiet_seconds
+        self._lock = threading.Lock()
+        self._last_said: dict[str, float] = {}
+        self._unsaid: Counter[str] = Counter()
+        self.events_accepted = 0
+        self.events_rejected = 0
+        self.refused: Counter[int] = Counter()
+
+    def _say(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_said.get(kind)
+            if last is not None and now - last < self._quiet:
+                self._unsaid[kind] += 1
+                return
+            self._last_said[kind] = now
+            unsaid = self._unsaid.pop(kind, 0)
+        if unsaid:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, unsaid, self._quiet)
+        logger.warning(message, *args)
+
+    def request_refused(self, status: int, reason: str, client: str | None, key: str | None = None) -> None:
+        """Counts and logs a request answered ``status`` (4xx/503) for ``reason``."""
+        with self._lock:
+            self.refused[status] += 1
+        who = client or "?"
+        if key is not None:
+            self._say(
+                f"{status}:{reason}", "refused a request from %s: %d %s (key %s)", who, status, reason, fingerprint(key)
+            )
+        else:
+            self._say(f"{status}:{reason}", "refused a request from %s: %d %s", who, status, reason)
+
+    def batch_received(self, project_id: int, accepted: int, rejected: int, first_rejection: str | None) -> None:
+        """Counts a parsed batch; logs when it had rejected events, with the first one's reason."""
+        with self._lock:
+            self.events_accepted += accepted
+            self.events_rejected += rejected
+        if rejected:
+            self._say(
+                f"rejected:{project_id}",
+                "project %d: rejected %d of %d events (first: %s)",
+                project_id,
+                rejected,
+                accepted + rejected,
+                first_rejection,
+            )
+
+    def snapshot(self) -> tuple[int, int, dict[int, int]]:
+        """Events accepted and rejected, and refused requests by status, so far."""
+        with self._lock:
+            return self.events_accepted, self.events_rejected, dict(self.refused)
+
+
+class Summary:
+    """A thread that logs one INFO line every ``interval`` seconds when something happened since the last one.
+
+    ``state`` returns the figures to report: events stored, transactions, events rejected, refused requests by
+    status, and the queue depth. ``stop`` logs a last line and joins.
+    """
+
+    def __init__(self, interval: float, state: Callable[[], tuple[int, int, int, dict[int, int], int]]) -> None:
+        self._interval = interval
+        self._state = state
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: tuple[int, int, int, dict[int, int], int] = (0, 0, 0, {}, 0)
+
+    def start(self) -> None:
+        """Starts the thread (not when ``interval`` is 0)."""
+        if self._interval > 0:
+            self._thread = threading.Thread(target=self._run, name="peekapi-summary", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the thread after a last summary."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.log_once()
+
+    def log_once(self) -> None:
+        """Logs the figures since the previous call, if anything changed. Never raises."""
+        try:
+            stored, transactions, rejected, refused, depth = now = self._state()
+        except Exception:
+            logger.exception("could not read the collector's figures")
+            return
+        p_stored, p_tx, p_rejected, p_refused, _ = self._last
+        if now[:4] == self._last[:4] and not depth:
+            return
+        self._last = now
+        delta = {s: n - p_refused.get(s, 0) for s, n in sorted(refused.items()) if n != p_refused.get(s, 0)}
+        logger.info(
+            "stored %d events in %d transactions, rejected %d events, refused %d requests%s; queue depth %d events",
+            stored - p_stored,
+            transactions - p_tx,
+            rejected - p_rejected,
+            sum(delta.values()),
+            " (" + ", ".join(f"{s}: {n}" for s, n in delta.items()) + ")" if delta else "",
+            depth,
+        )
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            self.log_once()
