@@ -3,12 +3,15 @@
     python benchmarks/bench_ingest.py                       # SQLite (a temporary file)
     python benchmarks/bench_ingest.py --database postgresql://user@127.0.0.1:5432/db
     python benchmarks/bench_ingest.py --database "$PEEKAPI_TEST_POSTGRES_URL" --workers 2
+    python benchmarks/bench_ingest.py --against /tmp/peekapi-old     # side by side with another checkout's collector
 
-Starts one collector process (`python -m peekapi.cli serve`), then client processes that POST pre-encoded
-batches (each with its own x-peekapi-batch-id) on keep-alive connections for --seconds per round. A round's
-figure is the events *stored* per second: from the first request until the collector's queue is drained and
-the store's count matches what was acknowledged (checked every round). Reports every round and the median.
-Bounded: rounds x seconds plus drain time (a round whose drain takes over 60 s fails).
+Starts one collector process (`python -m peekapi.cli serve`), then client processes, each with --connections
+threads that POST pre-encoded batches (each with its own x-peekapi-batch-id) on keep-alive connections for
+--seconds per round. A round's figure is the events *stored* per second: from the first request until the
+collector's queue is drained and the store's count matches what was acknowledged (checked every round).
+With --against, a second collector runs from that checkout's src/ (e.g. a `git worktree` of an older commit) on
+a database of its own, and rounds alternate between the two, so both are measured under the same conditions.
+Reports every round and the medians. Bounded: rounds x seconds plus drain time (a drain over 60 s fails).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -63,8 +67,10 @@ def make_bodies(batch: int, consumers: int, count: int = 64) -> list[bytes]:
     return bodies
 
 
-def client(port: int, key: str, batch: int, consumers: int, deadline: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    bodies = make_bodies(batch, consumers)
+_TOTALS_LOCK = threading.Lock()
+
+
+def connection(port: int, key: str, bodies: list[bytes], batch: int, deadline: float, totals: list[int]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     sent = refused = 0
     i = 0
@@ -83,7 +89,25 @@ def client(port: int, key: str, batch: int, consumers: int, deadline: float, out
             raise RuntimeError(f"unexpected status {resp.status}")
         i += 1
     conn.close()
-    out.put((sent, refused))
+    with _TOTALS_LOCK:
+        totals[0] += sent
+        totals[1] += refused
+
+
+def client(  # type: ignore[type-arg]
+    port: int, key: str, batch: int, consumers: int, connections: int, deadline: float, out: mp.Queue
+) -> None:
+    bodies = make_bodies(batch, consumers)
+    totals = [0, 0]
+    threads = [
+        threading.Thread(target=connection, args=(port, key, bodies, batch, deadline, totals))
+        for _ in range(connections)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((totals[0], totals[1]))
 
 
 def queued(port: int) -> int:
@@ -94,94 +118,129 @@ def queued(port: int) -> int:
     return int(body["queued_events"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database", help="database URL (default: a temporary SQLite file)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="sending time per round (5)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
-    parser.add_argument("--clients", type=int, default=2, help="client processes (2)")
-    parser.add_argument("--batch", type=int, default=100, help="events per request (100)")
-    parser.add_argument("--consumers", type=int, default=50, help="distinct consumer ids in the traffic (50)")
-    parser.add_argument("--workers", type=int, default=1, help="collector worker processes (PostgreSQL only)")
-    args = parser.parse_args()
+class Variant:
+    """One collector under test: its checkout, its server process, its database and project."""
 
-    tmp = tempfile.mkdtemp(prefix="peekapi-bench-")
-    url = args.database or f"sqlite:///{tmp}/bench.db"
-    store = open_store(url)
-    project = store.create_project(f"bench-{uuid.uuid4().hex[:8]}")
-    _, key = store.create_credential(project.name, "ingest")
-    port = free_port()
-    cmd = [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(port), "--database", url]
-    cmd += ["--workers", str(args.workers), "--log-level", "warning"]
-    server = subprocess.Popen(cmd, env={**os.environ})
-    try:
+    def __init__(self, name: str, src: str | None, url: str, workers: int) -> None:
+        self.name = name
+        self.url = url
+        self.workers = workers
+        self.store = open_store(url)
+        project = self.store.create_project(f"bench-{uuid.uuid4().hex[:8]}")
+        self.project_id = project.id
+        _, self.key = self.store.create_credential(project.name, "ingest")
+        self.port = free_port()
+        env = {**os.environ}
+        if src is not None:
+            env["PYTHONPATH"] = os.path.join(src, "src")
+        cmd = [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(self.port), "--database", url]
+        cmd += ["--workers", str(workers), "--log-level", "warning"]
+        self.server = subprocess.Popen(cmd, env=env, cwd=src or None)
+        self.stored_before = 0
+        self.rates: list[float] = []
+        self.accepted: list[float] = []
+
+    def wait_ready(self) -> None:
         deadline = time.time() + 30
         while True:
             try:
-                queued(port)
-                break
+                queued(self.port)
+                return
             except OSError:
-                if time.time() > deadline or server.poll() is not None:
+                if time.time() > deadline or self.server.poll() is not None:
                     raise
                 time.sleep(0.1)
-        engine = url.split(":", 1)[0]
-        print(
-            f"engine={engine} workers={args.workers} clients={args.clients} batch={args.batch}"
-            f" consumers={args.consumers}"
-        )
-        rates: list[float] = []
-        accepted: list[float] = []
-        stored_before = store.count_events(project.id)
-        for r in range(args.rounds):
-            out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
-            start = time.time()
-            procs = [
-                mp.Process(target=client, args=(port, key, args.batch, args.consumers, start + args.seconds, out))
-                for _ in range(args.clients)
-            ]
-            for p in procs:
-                p.start()
-            results = [out.get(timeout=args.seconds + 60) for _ in procs]
-            for p in procs:
-                p.join()
-            sent = sum(s for s, _ in results)
-            refused = sum(f for _, f in results)
-            accept_s = time.time() - start
-            drain_deadline = time.time() + 60
-            # one worker: its queue (queued + being written) is empty exactly when everything is stored; several
-            # workers each have their own queue, so then poll the store's count (slowly: counting costs CPU)
-            while True:
-                if args.workers == 1:
-                    done = not queued(port)
-                else:
-                    done = store.count_events(project.id) - stored_before >= sent and not queued(port)
-                if done:
-                    break
-                if time.time() > drain_deadline:
-                    raise RuntimeError(f"round {r}: acknowledged {sent} events, not all stored after 60 s")
-                time.sleep(0.005 if args.workers == 1 else 0.25)
-            elapsed = time.time() - start
-            stored = store.count_events(project.id) - stored_before
-            stored_before += stored
-            if stored != sent:
-                raise RuntimeError(f"round {r}: acknowledged {sent} events but stored {stored}")
-            rate = stored / elapsed
-            rates.append(rate)
-            accepted.append(sent / accept_s)
-            print(
-                f"round {r + 1}: {stored} events stored in {elapsed:.2f} s = {rate:,.0f} events/s stored"
-                f" (acknowledged at {sent / accept_s:,.0f} events/s over {accept_s:.2f} s,"
-                f" {refused} requests refused with 503)"
+
+    def round(self, r: int, args: argparse.Namespace) -> None:
+        out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        start = time.time()
+        procs = [
+            mp.Process(
+                target=client,
+                args=(self.port, self.key, args.batch, args.consumers, args.connections, start + args.seconds, out),
             )
+            for _ in range(args.clients)
+        ]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=args.seconds + 60) for _ in procs]
+        for p in procs:
+            p.join()
+        sent = sum(s for s, _ in results)
+        refused = sum(f for _, f in results)
+        accept_s = time.time() - start
+        drain_deadline = time.time() + 60
+        # one worker: its queue (queued + being written) is empty exactly when everything is stored; several
+        # workers each have their own queue, so then poll the store's count (slowly: counting costs CPU)
+        while True:
+            if self.workers == 1:
+                done = not queued(self.port)
+            else:
+                done = self.store.count_events(self.project_id) - self.stored_before >= sent and not queued(self.port)
+            if done:
+                break
+            if time.time() > drain_deadline:
+                raise RuntimeError(f"{self.name} round {r}: acknowledged {sent} events, not all stored after 60 s")
+            time.sleep(0.005 if self.workers == 1 else 0.25)
+        elapsed = time.time() - start
+        stored = self.store.count_events(self.project_id) - self.stored_before
+        self.stored_before += stored
+        if stored != sent:
+            raise RuntimeError(f"{self.name} round {r}: acknowledged {sent} events but stored {stored}")
+        rate = stored / elapsed
+        self.rates.append(rate)
+        self.accepted.append(sent / accept_s)
         print(
-            f"median: {statistics.median(rates):,.0f} events/s stored,"
-            f" {statistics.median(accepted):,.0f} events/s acknowledged ({engine})"
+            f"{self.name:>8} round {r + 1}: {stored} events stored in {elapsed:.2f} s = {rate:,.0f} events/s stored"
+            f" (acknowledged at {sent / accept_s:,.0f} events/s over {accept_s:.2f} s,"
+            f" {refused} requests refused with 503)",
+            flush=True,
         )
+
+    def close(self) -> None:
+        self.server.terminate()
+        self.server.wait(30)
+        self.store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", help="database URL (default: a temporary SQLite file per collector)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="sending time per round (5)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per collector (5)")
+    parser.add_argument("--clients", type=int, default=2, help="client processes (2)")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections per client process (16)")
+    parser.add_argument("--batch", type=int, default=100, help="events per request (100)")
+    parser.add_argument("--consumers", type=int, default=50, help="distinct consumer ids in the traffic (50)")
+    parser.add_argument("--workers", type=int, default=1, help="collector worker processes (PostgreSQL only)")
+    parser.add_argument("--against", help="a checkout (its root) whose collector runs side by side, e.g. a worktree")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="peekapi-bench-")
+    engine = (args.database or "sqlite:").split(":", 1)[0]
+    variants: list[Variant] = []
+    try:
+        for name, src in [("this", None)] + ([("against", args.against)] if args.against else []):
+            url = args.database or f"sqlite:///{tmp}/{name}.db"
+            variants.append(Variant(name, src, url, args.workers))
+        for v in variants:
+            v.wait_ready()
+        print(
+            f"engine={engine} workers={args.workers} clients={args.clients}x{args.connections} connections"
+            f" batch={args.batch} consumers={args.consumers}"
+        )
+        for r in range(args.rounds):
+            for v in variants if r % 2 == 0 else variants[::-1]:
+                v.round(r, args)
+        for v in variants:
+            print(
+                f"{v.name:>8} median: {statistics.median(v.rates):,.0f} events/s stored,"
+                f" {statistics.median(v.accepted):,.0f} events/s acknowledged ({engine})"
+            )
     finally:
-        server.terminate()
-        server.wait(30)
-        store.close()
-        shutil.rmtree(tmp, ignore_errors=True)  # the temporary SQLite database, when one was made
+        for v in variants:
+            v.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the temporary SQLite databases, when made
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ MAX_LATENCY_MS = 1e9
 MAX_TIMESTAMP_MS = 253_402_300_800_000
 #: HTTP method: an RFC 9110 token.
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Methods known to be tokens, so the common case skips the pattern.
+_COMMON_METHODS = frozenset(
+    m for name in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS") for m in (name, name.lower())
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INF = math.inf
 _MILLISECOND = timedelta(milliseconds=1)
@@ -165,9 +169,7 @@ def _depth_ok(value: object, limit: int) -> bool:
 
 
 def _metadata(raw: object, check_text: bool) -> str | Rejection | None:
-    """The stored form of ``metadata``: compact JSON text, ``None`` when absent, empty or over the size limit."""
-    if raw is None:
-        return None
+    """The stored form of ``metadata`` (not null): compact JSON text, ``None`` when empty or over the size limit."""
     if not isinstance(raw, dict):
         return Rejection("metadata is not an object")
     if not raw:
@@ -199,7 +201,9 @@ def parse_event(raw: object, now_ms: int, min_ms: int, max_ms: int, check_text: 
         return Rejection("event is not an object")
     method = raw.get("method")
     path = raw.get("path")
-    if not isinstance(method, str) or not 0 < len(method) <= MAX_METHOD or _METHOD.fullmatch(method) is None:
+    if type(method) is not str or (
+        method not in _COMMON_METHODS and (not 0 < len(method) <= MAX_METHOD or _METHOD.fullmatch(method) is None)
+    ):
         return Rejection(f"method is not an HTTP method of 1 to {MAX_METHOD} characters")
     if not isinstance(path, str) or not path:
         return Rejection("path is missing or not a string")
@@ -224,9 +228,11 @@ def parse_event(raw: object, now_ms: int, min_ms: int, max_ms: int, check_text: 
         if not isinstance(consumer, str):
             return Rejection("consumer_id is not a string")
         consumer = consumer[:MAX_CONSUMER] or None
-    metadata = _metadata(raw.get("metadata"), check_text)
-    if isinstance(metadata, Rejection):
-        return metadata
+    metadata = raw.get("metadata")
+    if metadata is not None:
+        metadata = _metadata(metadata, check_text)
+        if isinstance(metadata, Rejection):
+            return metadata
     path = path[:MAX_PATH]
     route = raw.get("route")
     if isinstance(route, str) and route:
@@ -299,6 +305,10 @@ def _bounded_int(digits: str) -> int | _OutOfRange:
     return int(digits) if len(digits) <= 20 else _OUT_OF_RANGE
 
 
+_DECODER = json.JSONDecoder(parse_constant=_constant)
+_BOUNDED_DECODER = json.JSONDecoder(parse_constant=_constant, parse_int=_bounded_int)
+
+
 def decode_body(data: bytes) -> tuple[object, bool]:
     """The JSON value of a request body, and whether its strings need :func:`text_ok` checks.
 
@@ -309,11 +319,11 @@ def decode_body(data: bytes) -> tuple[object, bool]:
     text = data.decode("utf-8", "surrogateescape")
     try:
         try:
-            value = json.loads(text, parse_constant=_constant)
+            value = _DECODER.decode(text)
         except ValueError as exc:
             if "digits" not in str(exc):  # not int()'s limit on digits: plainly not JSON
                 raise
-            value = json.loads(text, parse_constant=_constant, parse_int=_bounded_int)
+            value = _BOUNDED_DECODER.decode(text)
     except RecursionError:
         raise ValueError("body is nested too deeply") from None
     except ValueError as exc:

@@ -82,6 +82,8 @@ def test_route_wins_over_normalisation_and_metadata_is_kept() -> None:
     [
         "not an object",
         ev(method=None),
+        ev(method=["GET"]),
+        ev(method={"a": 1}),
         ev(method=""),
         ev(method="X" * 17),
         ev(path=None),
