@@ -13,9 +13,12 @@ from .base import HOUR, MINUTE, Batch
 from .sql import _SQL_AGGS, EVENT_COLUMNS, TABLES, EventRow, SqlStore
 from .tx import Params, Row, Tx
 
+#: ``synchronous = FULL``: every commit is flushed to the disk (one fsync of the WAL) before it returns, so a batch
+#: acknowledged after its commit survives a crash of the machine too, not only of the process. Group commit makes
+#: that one fsync per group of batches (about 3.5 ms here), time the writer waits without the GIL.
 _PRAGMAS = (
     "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = NORMAL",
+    "PRAGMA synchronous = FULL",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA cache_size = -65536",
     "PRAGMA temp_store = MEMORY",
