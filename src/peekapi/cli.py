@@ -73,15 +73,46 @@ def _serve(args: argparse.Namespace) -> int:
     _open_store(url).close()
     shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url
     print(f"peekapi collector on http://{args.host}:{args.port} (database {shown})", file=sys.stderr)
-    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "access_log": False}
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "access_log": False,
+        "log_config": _log_config(uvicorn, args.log_level),
+    }
     if args.workers == 1:
         app_mod = _import_server("peekapi_server.app")
-        config = config_mod.ServerConfig(database_url=url)
+        config = config_mod.ServerConfig(database_url=url, summary_interval_seconds=args.summary_seconds)
         uvicorn.run(app_mod.create_app(config), **common)
     else:
         os.environ[config_mod.ENV_DATABASE_URL] = url
+        os.environ[config_mod.ENV_SUMMARY_SECONDS] = str(args.summary_seconds)
         uvicorn.run("peekapi_server.app:app_from_env", factory=True, workers=args.workers, **common)
     return 0
+
+
+def _log_config(uvicorn: ModuleType, level: str) -> dict[str, object]:
+    """uvicorn's logging configuration with the collector's own loggers (``peekapi_server.*``) added at ``level``.
+
+    Handed to uvicorn, which applies it in every worker process: the collector's summaries and warnings about
+    refused requests go to stderr beside uvicorn's own lines.
+    """
+    import copy
+
+    config: dict[str, object] = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    formatters = config["formatters"]
+    loggers = config["loggers"]
+    assert isinstance(formatters, dict) and isinstance(loggers, dict)
+    formatters["peekapi"] = {
+        "()": "uvicorn.logging.DefaultFormatter",
+        "fmt": "%(asctime)s %(levelprefix)s %(name)s: %(message)s",
+        "use_colors": None,
+    }
+    handlers = config["handlers"]
+    assert isinstance(handlers, dict)
+    handlers["peekapi"] = {"formatter": "peekapi", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+    loggers["peekapi_server"] = {"handlers": ["peekapi"], "level": level.upper(), "propagate": False}
+    return config
 
 
 def _project(args: argparse.Namespace) -> int:
@@ -142,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only; default 1)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--summary-seconds",
+        type=float,
+        default=60.0,
+        help="seconds between the INFO lines summing up what was stored and refused (default 60; 0: none)",
+    )
     serve.set_defaults(handler=_serve)
 
     project = sub.add_parser("project", help="manage projects")

@@ -7,6 +7,7 @@ starts the writer and maintenance threads, and on shutdown writes what is queued
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -15,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import ingest, readapi
-from .config import ServerConfig
+from .config import ENV_SUMMARY_SECONDS, ServerConfig
 from .openapi import SPEC
 from .runtime import Collector
 from .store import Store
@@ -58,4 +59,5 @@ def create_app(config: ServerConfig | None = None, store: Store | None = None) -
 
 def app_from_env() -> Starlette:
     """Factory for ``uvicorn --factory`` (used by ``peekapi serve --workers N``): database from the env."""
-    return create_app(ServerConfig())
+    summary = os.environ.get(ENV_SUMMARY_SECONDS)
+    return create_app(ServerConfig() if summary is None else ServerConfig(summary_interval_seconds=float(summary)))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_DATABASE_URL = "PEEKAPI_DATABASE_URL"
+#: Set by ``peekapi serve --workers N`` for its worker processes: ``--summary-seconds``.
+ENV_SUMMARY_SECONDS = "PEEKAPI_SUMMARY_SECONDS"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,14 +58,25 @@ def test_database_defaults_to_the_per_user_data_dir(tmp_path: Path) -> None:
     assert (tmp_path / "peekapi" / "peekapi.db").is_file()
 
 
-def test_serve_receives_events(tmp_path: Path) -> None:
+def test_serve_receives_events_and_says_what_it_does(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'serve.db'}"
     assert run("project", "create", "served", "--database", db).returncode == 0
     key = run("key", "create", "served", "--database", db).stdout.strip()
     token = run("token", "create", "served", "--database", db).stdout.strip()
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(port), "--database", db, "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "peekapi.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--database",
+            db,
+            "--summary-seconds",
+            "0.3",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -92,14 +104,28 @@ def test_serve_receives_events(tmp_path: Path) -> None:
             assert (
                 http("POST", url + "/v1/events", many, {"x-api-key": key, "x-peekapi-batch-id": f"m{i}"}).status == 200
             )
+        bad_key = "ak_live_" + "s3cret" * 6
+        for _ in range(3):
+            assert http("POST", url + "/v1/events", body, {"x-api-key": bad_key}).status == 401
+        half_bad = json.dumps([{**json.loads(body)[0], "status_code": 42}, json.loads(body)[0]]).encode()
+        assert http("POST", url + "/v1/events", half_bad, {"x-api-key": key}).json() == {"accepted": 1, "rejected": 1}
+        time.sleep(0.5)  # a summary is due
     finally:
         proc.terminate()  # a graceful stop: what was acknowledged is written before the process exits
-        proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     assert proc.returncode in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    log = err.decode()
+    assert f"peekapi collector on http://127.0.0.1:{port} (database {db})" in log  # where it listens and stores
+    refusals = [line for line in log.splitlines() if "refused a request from 127.0.0.1: 401 unknown or revoked" in line]
+    assert len(refusals) == 1 and "(key sha256:" in refusals[0]  # rate-limited: three refusals, one line
+    assert bad_key not in log and key not in log and "s3cret" not in log  # never a key
+    assert "rejected 1 of 2 events (first: status_code is not an integer from 100 to 999)" in log
+    summaries = re.findall(r"peekapi_server\.activity: stored (\d+) events in \d+ transactions", log)
+    assert sum(int(n) for n in summaries) == 5002  # the summaries add up to what was stored
     store = open_store(db)
     try:
         (project,) = store.list_projects()
-        assert store.count_events(project.id) == 5001
+        assert store.count_events(project.id) == 5002
     finally:
         store.close()
 
