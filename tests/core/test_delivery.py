@@ -12,6 +12,7 @@ import pytest
 
 from peekapi import PeekApiClient, RequestEvent, __version__
 from tests.support.ingest import Answer, IngestServer
+from tests.support.reliability import report
 from tests.support.wait import eventually
 
 
@@ -178,6 +179,14 @@ def test_retryable_statuses_are_retried_with_the_same_batch_id(
     client.track(event())
     assert client.flush(5)
     requests = ingest.requests
+    report(
+        f"{status} twice, then 200",
+        tracked=1,
+        tries=len(requests),
+        batch_ids=len({r.batch_id for r in requests}),
+        retried=client.stats()["retried"],
+        received=len(ingest.events()),
+    )
     assert [r.status for r in requests] == [status, status, 200]
     assert len({r.batch_id for r in requests}) == 1
     assert client.stats()["retried"] == 2
@@ -190,6 +199,13 @@ def test_network_errors_and_resets_are_retried(ingest: IngestServer, options: di
     client = PeekApiClient(options)
     client.track(event())
     assert client.flush(5)
+    report(
+        "two resets, then 200",
+        tracked=1,
+        tries=len(ingest.requests),
+        batch_ids=len({r.batch_id for r in ingest.requests}),
+        received=len(ingest.events()),
+    )
     assert len(ingest.events()) == 1
     assert len({r.batch_id for r in ingest.requests}) == 1
     client.shutdown(2)
@@ -202,6 +218,7 @@ def test_retry_after_is_honoured(ingest: IngestServer, options: dict[str, Any]) 
     client.track(event())
     events = ingest.wait_for(1, timeout=5)
     elapsed = time.monotonic() - started
+    report("503 with Retry-After: 1", tracked=1, received=len(events), waited_ms=round(elapsed * 1000))
     assert len(events) == 1
     assert elapsed >= 0.9, elapsed
     client.shutdown(2)
@@ -214,6 +231,8 @@ def test_flush_interrupts_a_retry_wait(ingest: IngestServer, options: dict[str, 
     ingest.wait_requests(1, timeout=5)
     started = time.monotonic()
     assert client.flush(5)
+    flushed_ms = round((time.monotonic() - started) * 1000)
+    report("503 with Retry-After: 120, then flush()", tracked=1, received=len(ingest.events()), flush_ms=flushed_ms)
     assert time.monotonic() - started < 3
     assert len(ingest.events()) == 1
     client.shutdown(2)
@@ -235,6 +254,7 @@ def test_other_4xx_are_final(ingest: IngestServer, options: dict[str, Any], stat
     again = PeekApiClient(options)
     assert again.flush(2)
     time.sleep(0.3)
+    report(f"answered {status}", tracked=1, rejected=stats["dropped"]["rejected"], requests=len(ingest.requests))
     assert len(ingest.requests) == 1
     again.shutdown(2)
 

@@ -24,6 +24,7 @@ from peekapi import PeekApiClient
 from peekapi.channel import Channel
 from tests.core.test_process import HELD, assert_exactly_once, series, spawn  # noqa: F401 - spawn is a fixture
 from tests.support.ingest import Answer, IngestServer
+from tests.support.reliability import report
 from tests.support.wait import eventually
 
 
@@ -218,6 +219,13 @@ def test_events_of_a_frame_cut_short_by_a_dying_delivery_process_are_kept(
     ingest: IngestServer, options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths, stats = through_a_delivery_process_dying_mid_frame(ingest, options, tmp_path, monkeypatch, ready=False)
+    report(
+        "dies mid-frame before ready",
+        tracked=stats["tracked"],
+        received=len(set(paths)),
+        doubled=len(paths) - len(set(paths)),
+        dropped=stats["dropped_total"],
+    )
     assert len(paths) == 20_000 and len(set(paths)) == 20_000
     assert stats["sent"] == 20_000 and stats["dropped_total"] == 0
 
@@ -228,6 +236,13 @@ def test_a_ready_delivery_process_dying_mid_frame_loses_only_what_it_had_whole(
     # Frames it had whole (in the socket, unread) died with it: counted as process_lost. The frame it cut short
     # was never its: delivered by whoever comes next. Nothing twice.
     paths, stats = through_a_delivery_process_dying_mid_frame(ingest, options, tmp_path, monkeypatch, ready=True)
+    report(
+        "dies mid-frame once ready",
+        tracked=stats["tracked"],
+        received=len(set(paths)),
+        doubled=len(paths) - len(set(paths)),
+        lost_counted=stats["dropped"].get("process_lost", 0),
+    )
     assert len(paths) == len(set(paths))
     assert stats["sent"] == len(paths) > 0
     # How much it had whole depends on how far the relay got before it died (often a frame or more, at times none).
@@ -355,6 +370,13 @@ def test_a_delivery_process_killed_mid_run_is_replaced_and_the_loss_counted(
     assert sorted(e["path"] for e in ingest.events()) == sorted(f"/k/{i}" for i in range(100, 150))
     assert client.shutdown(5)
     stats = client.stats()
+    report(
+        "SIGKILL of the delivery process",
+        tracked=stats["tracked"],
+        sent=stats["sent"],
+        received=len(ingest.events()),
+        lost_counted=stats["dropped"].get("process_lost", 0),
+    )
     assert stats["tracked"] == 150 and stats["sent"] == 50 and stats["dropped_total"] == 100
 
 
@@ -392,5 +414,13 @@ def test_events_a_dying_delivery_process_had_spooled_are_not_counted_lost(
     assert client.shutdown(5)
     stats = client.stats()
     paths = [e["path"] for e in ingest.events()]
+    report(
+        "SIGKILL of the delivery process during an outage",
+        tracked=stats["tracked"],
+        received=len(set(paths)),
+        doubled=len(paths) - len(set(paths)),
+        lost_counted=lost,
+        spooled=stats["spooled"],
+    )
     assert len(set(paths)) == len(paths) == 1001 - lost
     assert stats["sent"] + stats["dropped_total"] == stats["tracked"] == 1001

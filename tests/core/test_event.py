@@ -22,6 +22,7 @@ from peekapi.event import (
     resolve_compact,
 )
 from tests.support.ingest import IngestServer
+from tests.support.reliability import report
 
 NOW = 1_764_200_000.5
 
@@ -154,6 +155,12 @@ def test_malformed_events_do_not_poison_their_batch(ingest: IngestServer, option
         client.track(event)
     assert client.flush(5)
     paths = sorted(e["path"] for e in ingest.events())
+    report(
+        "8 good and 3 bad events in one batch",
+        tracked=client.stats()["tracked"],
+        received=len(paths),
+        dropped_invalid=client.stats()["dropped"]["invalid"],
+    )
     assert paths == sorted(e["path"] for e in good)
     assert client.stats()["dropped"]["invalid"] == 2
     client.shutdown(1)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ingest import IngestServer
+from tests.support.reliability import report
 
 CHILD = textwrap.dedent(
     """
@@ -52,6 +53,13 @@ def test_sigterm_under_a_graceful_server_records_requests_in_flight(ingest: Inge
         assert child.stdout.readline().split() == ["stats", "0"]
         assert child.wait(15) == 0  # the server's handler decided: a clean exit
     paths = sorted(e["path"] for e in ingest.events())
+    report(
+        "SIGTERM under a graceful server",
+        tracked=25,
+        received=len(set(paths)),
+        doubled=len(paths) - len(set(paths)),
+        resent=len(ingest.all_accepted_events()) - len(paths),
+    )
     assert paths == sorted([f"/before/{i}" for i in range(20)] + [f"/in-flight/{i}" for i in range(5)])
     assert len(ingest.all_accepted_events()) == 25
 

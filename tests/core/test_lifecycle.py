@@ -11,6 +11,7 @@ import pytest
 
 from peekapi import PeekApiClient
 from tests.support.ingest import Answer, IngestServer
+from tests.support.reliability import report
 from tests.support.wait import eventually
 
 
@@ -50,6 +51,13 @@ def test_shutdown_deadline_spools_what_a_slow_collector_did_not_take(
     client.shutdown(0.5)
     assert time.monotonic() - started < 3.5
     stats = client.stats()
+    report(
+        "collector answering in 1.5 s, shutdown(0.5)",
+        tracked=50,
+        sent=stats["sent"],
+        spooled=stats["spooled"],
+        dropped=stats["dropped_total"],
+    )
     assert stats["spooled"] >= 40
     assert stats["spooled"] + stats["sent"] == 50
     assert stats["dropped_total"] == 0
@@ -57,6 +65,9 @@ def test_shutdown_deadline_spools_what_a_slow_collector_did_not_take(
     ingest.default(200)
     again = PeekApiClient(options)
     events = ingest.wait_for(50, timeout=10)
+    report(
+        "next start", received=len({e["path"] for e in events}), doubled=len(events) - len({e["path"] for e in events})
+    )
     assert sorted(e["path"] for e in events) == sorted(f"/m/{i}" for i in range(50))
     again.shutdown(2)
 
@@ -88,13 +99,23 @@ def test_memory_is_bounded_and_overflows_to_the_spool(
     # through the socket between them, so the sum is not bounded by it (the totals below must still add up).
     client.shutdown(3)
     stats = client.stats()
+    report(
+        "503 throughout, memory of 50",
+        tracked=stats["tracked"],
+        sent=stats["sent"],
+        spooled=stats["spooled"],
+        dropped_buffer_full=stats["dropped"]["buffer_full"],
+        dropped=stats["dropped_total"],
+    )
     assert stats["tracked"] == 400
     assert stats["spooled"] + stats["sent"] + stats["dropped_total"] == 400
     assert stats["dropped"]["buffer_full"] == stats["dropped_total"]
     # Everything that was not dropped for a full memory is delivered by the next process.
     ingest.default(200)
     again = PeekApiClient(options)
-    assert len(ingest.wait_for(400 - stats["dropped_total"], timeout=15)) == 400 - stats["dropped_total"]
+    received = len(ingest.wait_for(400 - stats["dropped_total"], timeout=15))
+    report("next start", received=received)
+    assert received == 400 - stats["dropped_total"]
     again.shutdown(2)
 
 
@@ -113,6 +134,14 @@ def test_drops_when_memory_and_spool_are_both_full(options: dict[str, Any]) -> N
         client.track(event(i))
     client.shutdown(3)
     stats = client.stats()
+    report(
+        "collector down, memory 20, spool 1,000 bytes",
+        tracked=stats["tracked"],
+        sent=stats["sent"],
+        spooled=stats["spooled"],
+        dropped_spool_full=stats["dropped"]["spool_full"],
+        dropped=stats["dropped_total"],
+    )
     assert stats["tracked"] == 300
     assert stats["sent"] == 0
     assert stats["spooled"] + stats["dropped_total"] == 300
@@ -133,6 +162,12 @@ def test_track_from_many_threads_loses_nothing(ingest: IngestServer, options: di
         th.join()
     assert client.flush(10)
     events = ingest.events()
+    report(
+        "8 threads x 500",
+        tracked=4000,
+        received=len({e["path"] for e in events}),
+        doubled=len(events) - len({e["path"] for e in events}),
+    )
     assert len(events) == 4000
     assert len({e["path"] for e in events}) == 4000
     assert len(ingest.all_accepted_events()) == 4000
@@ -152,6 +187,9 @@ def test_track_never_raises(options: dict[str, Any]) -> None:
     client.track(Evil())
     client.track(None)  # type: ignore[arg-type]
     assert client.flush(3)
+    report(
+        "2 unreadable events", tracked=client.stats()["tracked"], dropped_invalid=client.stats()["dropped"]["invalid"]
+    )
     assert client.stats()["dropped"]["invalid"] == 2
     client.shutdown(1)
 
@@ -178,13 +216,21 @@ def test_a_slow_collector_makes_memory_overflow_to_the_spool_not_drop(
         if i % 10 == 0:
             time.sleep(0.001)
     assert eventually(lambda: client.stats()["spooled"] > 0)
+    report(
+        "collector answering in 50 ms",
+        tracked=3000,
+        spooled=client.stats()["spooled"],
+        dropped=client.stats()["dropped_total"],
+    )
     assert client.stats()["dropped_total"] == 0
     # Files are written in bulk, not one per batch.
     files = list(Path(options["storage_path"]).glob("*.jsonl"))
     assert 0 < len(files) < client.stats()["spooled"] / 10
     ingest.default(200)
     assert client.flush(20)
-    assert len(ingest.wait_for(3000, timeout=20)) == 3000
+    received = len(ingest.wait_for(3000, timeout=20))
+    report("back to full speed", received=received, resent=len(ingest.all_accepted_events()) - len(ingest.events()))
+    assert received == 3000
     assert eventually(lambda: client.stats()["sent"] == 3000)
     assert len(ingest.all_accepted_events()) == 3000
     client.shutdown(2)

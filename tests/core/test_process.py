@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.children import Child, spool_files
 from tests.support.ingest import Answer, IngestServer
+from tests.support.reliability import report
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +32,23 @@ def series(tag: str, count: int, start: int = 0) -> set[str]:
     return {f"{tag}-{i}" for i in range(start, start + count)}
 
 
-def assert_exactly_once(server: IngestServer, expected: set[str]) -> None:
-    """Every expected id arrived, none twice (deduplicated or not), nothing else arrived."""
+def assert_exactly_once(server: IngestServer, expected: set[str], scenario: str = "exactly once") -> None:
+    """Every expected id arrived, none twice (deduplicated or not), nothing else arrived.
+
+    What was found is reported (``tests.support.reliability``) under ``scenario`` before it is checked.
+    """
     deduplicated = ids(server.events())
     on_the_wire = ids(server.all_accepted_events())
     doubled = sorted(k for k, n in Counter(on_the_wire).items() if n > 1)
+    report(
+        scenario,
+        tracked=len(expected),
+        received=len(expected & set(deduplicated)),
+        lost=len(expected - set(deduplicated)),
+        doubled=sum(n - 1 for n in Counter(deduplicated).values()),
+        resent=len(on_the_wire) - len(deduplicated),
+        unexpected=len(set(deduplicated) - expected),
+    )
     assert not doubled, f"sent twice: {doubled[:10]}"
     assert len(deduplicated) == len(set(deduplicated))
     missing = sorted(expected - set(deduplicated))
@@ -166,7 +179,9 @@ def test_a_second_sigterm_during_the_flush_neither_hangs_nor_loses(
     assert 0 < delivered < 300  # part delivered within the deadline, the rest must be on disk
     ingest.default(Answer(200))
     later = spawn("recover")
-    assert later.expect_json("stats")["recovered"] == 300 - delivered
+    recovered = later.expect_json("stats")["recovered"]
+    report("spooled at the deadline", delivered_before_exit=delivered, recovered_by_next_start=recovered)
+    assert recovered == 300 - delivered
     assert later.wait(10) == 0
     assert_exactly_once(ingest, series("term", 300))
     assert elapsed < 7.0, elapsed
@@ -217,6 +232,7 @@ def test_sigterm_while_the_collector_is_down_spools_then_a_restart_delivers(
 
     later = spawn("recover")
     stats = later.expect_json("stats")
+    report("spooled during the outage", spool_files=len(files), recovered_by_next_start=stats["recovered"])
     assert later.wait(10) == 0
     assert stats["recovered"] == 300
     assert_exactly_once(ingest, series("term", 300))
@@ -280,6 +296,14 @@ def test_sigkill_loses_at_most_what_is_in_memory(
         f"lost {lost} (bound {bound} = batch_size + {in_last_interval} tracked in the last interval)"
     )
     record_property("sigkill_lost", lost)
+    report(
+        f"SIGKILL at {rate:.0f} events/s",
+        tracked=tracked,
+        received=len(set(received) & known),
+        lost=lost,
+        bound=bound,
+        doubled=len(received) - len(set(received)),
+    )
     assert lost <= bound
     assert lost < tracked  # something was delivered before the kill: the measurement means something
 
@@ -289,6 +313,7 @@ def test_sigkill_during_an_outage_keeps_the_spool_and_a_restart_delivers_it(
 ) -> None:
     child = spawn("outage", "o", "1000", "100", "wait", endpoint=dead_endpoint(), retry_base_delay=0.01)
     stats = child.expect_json("stats")
+    report("before the kill", tracked=stats["tracked"], spooled=stats["spooled"], dropped=stats["dropped_total"])
     assert stats["spooled"] == 1000 and stats["dropped_total"] == 0
     child.signal(signal.SIGKILL)
     assert child.wait(10) == -signal.SIGKILL
@@ -296,6 +321,7 @@ def test_sigkill_during_an_outage_keeps_the_spool_and_a_restart_delivers_it(
 
     later = spawn("recover")
     stats = later.expect_json("stats")
+    report("after the kill", recovered_by_next_start=stats["recovered"])
     assert later.wait(10) == 0
     assert stats["recovered"] == 1000
     assert_exactly_once(ingest, series("o", 1000))
@@ -346,11 +372,11 @@ def test_a_client_created_before_fork_delivers_each_event_once(spawn: Any, inges
     assert child.expect("child-exit") == "0"
     # The forked child delivered its own events (also "mp-noflush", whose child ends with os._exit without a
     # flush), and none of the parent's (which the parent still holds).
-    assert_exactly_once(ingest, series("child", 80))
+    assert_exactly_once(ingest, series("child", 80), "the forked child's")
     child.send("go")
     child.expect("post")
     assert child.wait(10) == 0
-    assert_exactly_once(ingest, series("pre", 120) | series("child", 80) | series("post", 60))
+    assert_exactly_once(ingest, series("pre", 120) | series("child", 80) | series("post", 60), "parent and child")
 
 
 def test_sigterm_to_a_forked_child_flushes_the_childs_events_only(spawn: Any, ingest: IngestServer) -> None:
@@ -361,8 +387,8 @@ def test_sigterm_to_a_forked_child_flushes_the_childs_events_only(spawn: Any, in
     assert ingest.requests == []
     os.kill(forked, signal.SIGTERM)  # as a gunicorn arbiter stops a worker
     assert child.expect("child-exit") == str(-signal.SIGTERM)
-    assert_exactly_once(ingest, series("child", 80))
+    assert_exactly_once(ingest, series("child", 80), "the forked child's")
     child.send("go")
     child.expect("post")
     assert child.wait(10) == 0
-    assert_exactly_once(ingest, series("pre", 120) | series("child", 80) | series("post", 60))
+    assert_exactly_once(ingest, series("pre", 120) | series("child", 80) | series("post", 60), "parent and child")

@@ -17,6 +17,7 @@ from peekapi import PeekApiClient
 from peekapi.batch import Batch
 from peekapi.spool import Spool, decode_line, encode_line
 from tests.support.ingest import IngestServer
+from tests.support.reliability import report
 from tests.support.wait import eventually
 
 
@@ -50,7 +51,16 @@ def test_outage_spools_then_next_start_delivers_exactly_once(ingest: IngestServe
     assert len(ingest.all_accepted_events()) == 35
     # The batch ids survive the trip through the spool.
     assert {r.batch_id for r in ingest.accepted()} == spooled_ids
-    assert eventually(lambda: again.stats()["recovered"] == 35)
+    recovered = eventually(lambda: again.stats()["recovered"] == 35)
+    report(
+        "outage, then the next start",
+        tracked=35,
+        spooled=client.stats()["spooled"],
+        recovered=again.stats()["recovered"],
+        received=len(ingest.events()),
+        resent=len(ingest.all_accepted_events()) - len(ingest.events()),
+    )
+    assert recovered
     again.shutdown(2)
     assert spool_files(options["storage_path"]) == []
 
@@ -71,6 +81,13 @@ def test_spool_size_is_bounded_and_overflow_is_counted(options: dict[str, Any]) 
     client.shutdown(5)
     stats = client.stats()
     total = sum(f.stat().st_size for f in Path(options["storage_path"]).iterdir())
+    report(
+        "spool capped at 4,000 bytes",
+        tracked=200,
+        spooled=stats["spooled"],
+        dropped_spool_full=stats["dropped"]["spool_full"],
+        spool_bytes=total,
+    )
     assert total <= 4000
     assert stats["spooled"] > 0
     assert stats["dropped"]["spool_full"] == 200 - stats["spooled"]
@@ -98,6 +115,13 @@ def test_full_disk_is_counted_not_raised(options: dict[str, Any]) -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
+    stats = client.stats()
+    report(
+        "write fails (EFBIG)",
+        tracked=stats["tracked"],
+        spooled=stats["spooled"],
+        dropped_spool_error=stats["dropped"]["spool_error"],
+    )
     assert client.stats()["dropped"]["spool_error"] == 50
     assert spool_files(options["storage_path"]) == []
 
@@ -109,6 +133,13 @@ def test_unwritable_spool_is_counted_not_raised(options: dict[str, Any], tmp_pat
     client = PeekApiClient({**down_options(options), "storage_path": str(blocker / "spool")})
     client.track(event(1))
     assert client.shutdown(3) in (True, False)
+    stats = client.stats()
+    report(
+        "spool path under a file (ENOTDIR)",
+        tracked=stats["tracked"],
+        spooled=stats["spooled"],
+        dropped_spool_error=stats["dropped"]["spool_error"],
+    )
     assert client.stats()["dropped"]["spool_error"] == 1
 
 
@@ -120,8 +151,14 @@ def test_corrupt_and_truncated_lines_are_skipped_and_counted(ingest: IngestServe
     (directory / "00000000000000000001-1-abcd.jsonl").write_bytes(content)
     client = PeekApiClient(options)
     events = ingest.wait_for(3, timeout=10)
+    corrupt = eventually(lambda: client.stats()["dropped"]["spool_corrupt"] == 3)
+    report(
+        "3 good lines, 3 damaged",
+        received=len(events),
+        dropped_spool_corrupt=client.stats()["dropped"]["spool_corrupt"],
+    )
     assert sorted(e["path"] for e in events) == ["/e/0", "/e/1", "/e/2"]
-    assert eventually(lambda: client.stats()["dropped"]["spool_corrupt"] == 3)
+    assert corrupt
     client.shutdown(2)
     assert spool_files(str(directory)) == []
 

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.children import Child, spool_files
 from tests.support.ingest import Answer, IngestServer
+from tests.support.reliability import report
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +94,15 @@ def test_three_processes_share_one_spool_through_an_outage_and_a_restart(
     expected = series("a", 500) | series("b", 500) | series("c", 500)
     on_the_wire = ids(ingest.all_accepted_events())
     doubled = sorted(k for k, n in Counter(on_the_wire).items() if n > 1)
+    report(
+        "3 writers, then 3 recoverers",
+        tracked=len(expected),
+        spool_files=len(files),
+        received=len(expected & set(on_the_wire)),
+        lost=len(expected - set(on_the_wire)),
+        doubled=len(on_the_wire) - len(set(on_the_wire)),
+        recoverers_that_sent=sum(1 for n in recovered if n),
+    )
     assert not doubled, f"sent twice: {doubled[:10]}"
     assert set(on_the_wire) == expected
     assert sorted(ids(ingest.events())) == sorted(on_the_wire)
@@ -140,6 +150,14 @@ def test_running_processes_recover_a_shared_spool_once_the_collector_is_back(
     expected = series("a", 400) | series("b", 400) | series("c", 400)
     on_the_wire = ids(ingest.all_accepted_events())
     doubled = sorted(k for k, n in Counter(on_the_wire).items() if n > 1)
+    report(
+        "3 running processes",
+        tracked=len(expected),
+        recovered=sum(recovered),
+        received=len(expected & set(on_the_wire)),
+        lost=len(expected - set(on_the_wire)),
+        doubled=len(on_the_wire) - len(set(on_the_wire)),
+    )
     assert not doubled, f"sent twice: {doubled[:10]}"
     assert set(on_the_wire) == expected
     batch_ids = [r.batch_id for r in ingest.accepted()]
@@ -159,7 +177,16 @@ def test_an_idle_process_recovers_its_spool_periodically_once_the_collector_is_b
     ingest.wait_for(100, timeout=4)
     worker.send("shutdown")
     worker.expect("shutdown")
-    assert worker.expect_json("stats")["recovered"] == 100
+    recovered = worker.expect_json("stats")["recovered"]
+    on_the_wire = ids(ingest.all_accepted_events())
+    report(
+        "idle process, collector back",
+        tracked=100,
+        recovered=recovered,
+        received=len(set(on_the_wire)),
+        doubled=len(on_the_wire) - len(set(on_the_wire)),
+    )
+    assert recovered == 100
     assert worker.wait(10) == 0
     assert sorted(ids(ingest.all_accepted_events())) == sorted(series("i", 100))
     assert spool_files(storage) == []
@@ -193,6 +220,14 @@ def test_a_claim_left_by_a_killed_process_is_taken_over(spawn: Any, ingest: Inge
     # again, each under its own batch id, so the collector can tell.
     counts = Counter(r.batch_id for r in ingest.accepted())
     print(f"\nbatches re-sent after the kill (same batch id): {sum(counts.values()) - len(counts)}")
+    deduplicated = ids(ingest.events())
+    report(
+        "claim of a SIGKILLed process taken over",
+        tracked=300,
+        received=len(set(deduplicated)),
+        doubled=len(deduplicated) - len(set(deduplicated)),
+        resent_batches=sum(counts.values()) - len(counts),
+    )
     assert {b for b, n in counts.items() if n > 1} <= delivered_before
     assert spool_files(storage) == []
 
@@ -222,6 +257,13 @@ def test_corrupt_and_truncated_lines_are_skipped_counted_and_the_rest_recovered(
     recoverer = spawn("recover", flush_interval=60)
     stats = recoverer.expect_json("stats")
     assert recoverer.wait(10) == 0
+    report(
+        "3 damaged lines in a spool file",
+        spooled=300,
+        recovered=stats["recovered"],
+        dropped_spool_corrupt=stats["dropped"]["spool_corrupt"],
+        lost_in_the_cut_line=len(lost),
+    )
     assert stats["dropped"]["spool_corrupt"] == 3
     assert stats["recovered"] == 290
     on_the_wire = ids(ingest.all_accepted_events())

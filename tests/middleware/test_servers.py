@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.ingest import IngestServer
+from tests.support.reliability import report
 
 pytestmark = pytest.mark.slow
 
@@ -142,6 +143,16 @@ def test_every_request_arrives_exactly_once(app: App, ingest: IngestServer, tmp_
     events = ingest.events()
     spooled = [f"{p.relative_to(tmp_path)}: {p.stat().st_size} bytes" for p in tmp_path.rglob("*") if p.is_file()]
     diagnosis = f"{output}\nfiles under XDG_DATA_HOME (spool): {spooled}"
+    received, expected = Counter(e["path"] for e in events), Counter(m[1] for m in made)
+    report(
+        f"{app.framework} under {app.server}" + (" -w 2 --preload" if app.server == "gunicorn" else ""),
+        requests=len(made),
+        received=sum((received & expected).values()),
+        lost=sum((expected - received).values()),
+        doubled=sum(n - expected[p] for p, n in received.items() if p in expected and n > expected[p]),
+        unexpected=sum(n for p, n in received.items() if p not in expected),
+        resent=len(ingest.all_accepted_events()) - len(events),
+    )
     assert Counter(e["path"] for e in events) == Counter(m[1] for m in made), diagnosis
     by_path = {e["path"]: e for e in events}
     for method, path, status, request_size, response_size, route, consumer in made:
