@@ -2,6 +2,8 @@
 
 Lookups go to the store in a worker thread; answers (including "no such credential") are cached for
 ``ttl`` seconds, keyed by the secret's hash, so a revocation takes effect within ``ttl`` seconds.
+A presented value that cannot be a secret (empty, over 512 characters, or holding anything but printable ASCII
+without spaces) is refused without a lookup, so odd header bytes never reach the database.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from .store import CredentialKind, Store
 from .store.credentials import hash_secret
 
 _MAX_ENTRIES = 10_000
+_MAX_SECRET = 512
+
+
+def plausible_secret(secret: str) -> bool:
+    """True when ``secret`` could be a key or token: 1..512 printable ASCII characters, no spaces."""
+    return 0 < len(secret) <= _MAX_SECRET and secret.isascii() and secret.isprintable() and " " not in secret
 
 
 class CredentialCache:
@@ -29,7 +37,7 @@ class CredentialCache:
 
     async def project_for(self, secret: str) -> int | None:
         """The project id of a live credential, else ``None``. Never raises for a bad secret."""
-        if not secret or len(secret) > 512:
+        if not plausible_secret(secret):
             return None
         key = hash_secret(secret)
         now = time.monotonic()

@@ -1,8 +1,12 @@
 """The read API: JSON (and CSV) endpoints the dashboard uses, each behind a project's read token.
 
 Every endpoint takes ``Authorization: Bearer <read token>`` (ingest keys are refused) and the query parameters
-``from``/``to`` (epoch seconds or ISO-8601; default the last 24 hours), ``endpoint`` (a route), ``method``,
-``consumer`` and ``status_class`` (``2``..``5`` or ``2xx``..``5xx``); see :mod:`.openapi` for each one.
+``from``/``to`` (epoch seconds or ISO-8601, 1970..9999; default the last 24 hours), ``endpoint`` (a route),
+``method``, ``consumer``, ``status_class`` (``1``..``5`` or ``1xx``..``5xx``) and ``limit``; the overview also
+``interval``, the export ``format``. See :mod:`.openapi` for each one.
+
+A parameter that is not one of the endpoint's, a value holding NUL, or a value that cannot be understood answers
+``400`` with an ``error`` naming the parameter. Every value reaches the database as a bound parameter.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -27,6 +32,14 @@ from .store.reads import EVENT_KEYS as EXPORT_COLUMNS
 MAX_LIMIT = 1000
 MAX_EXPORT = 1_000_000
 _MAX_RANGE = 400 * DAY
+#: Times are accepted from 1970-01-01 up to (not including) the year 10000, in epoch seconds.
+MAX_TIME = 253_402_300_800
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+#: The query parameters every read endpoint takes.
+FILTERS = frozenset({"from", "to", "endpoint", "method", "consumer", "status_class", "limit"})
+OVERVIEW_PARAMETERS = FILTERS | {"interval"}
+EXPORT_PARAMETERS = FILTERS | {"format"}
 
 
 class BadQuery(ValueError):
@@ -34,12 +47,17 @@ class BadQuery(ValueError):
 
 
 def _time(value: str, name: str) -> int:
-    if value.lstrip("-").isdigit():
-        return int(value)
-    ms = parse_timestamp(value, 0, -(2**62), 2**62)
-    if ms is None or value == "":
-        raise BadQuery(f"{name} must be epoch seconds or an ISO-8601 time, got {value!r}")
-    return ms // 1000
+    """Epoch seconds from ``value`` (digits, or an ISO-8601 time); :class:`BadQuery` outside 1970..9999."""
+    if _DIGITS.fullmatch(value):
+        seconds = int(value)
+    else:
+        ms = parse_timestamp(value, 0, -(2**62), 2**62) if value else None
+        if ms is None:
+            raise BadQuery(f"{name} must be epoch seconds or an ISO-8601 time, got {value[:100]!r}")
+        seconds = ms // 1000
+    if not 0 <= seconds < MAX_TIME:
+        raise BadQuery(f"{name} must be a time from 1970 to 9999, got {value[:100]!r}")
+    return seconds
 
 
 def _interval(value: str | None, span: int) -> int:
@@ -48,14 +66,31 @@ def _interval(value: str | None, span: int) -> int:
     named = {"minute": MINUTE, "hour": HOUR, "day": DAY}
     if value in named:
         return named[value]
-    if value.isdigit() and int(value) >= MINUTE and int(value) % MINUTE == 0:
+    if _DIGITS.fullmatch(value) and MINUTE <= int(value) <= _MAX_RANGE and int(value) % MINUTE == 0:
         return int(value)
-    raise BadQuery(f"interval must be auto, minute, hour, day or a multiple of 60 seconds, got {value!r}")
+    raise BadQuery(
+        f"interval must be auto, minute, hour, day or a multiple of 60 seconds up to 400 days, got {value[:100]!r}"
+    )
 
 
-def parse_query(request: Request, default_limit: int = 100, max_limit: int = MAX_LIMIT) -> ReadQuery:
-    """A :class:`ReadQuery` from the request's query string; :class:`BadQuery` for a bad parameter."""
+def parse_query(
+    request: Request, allowed: frozenset[str] = FILTERS, default_limit: int = 100, max_limit: int = MAX_LIMIT
+) -> ReadQuery:
+    """A :class:`ReadQuery` from the request's query string; :class:`BadQuery` for a bad parameter.
+
+    ``allowed`` names the parameters the endpoint takes: any other one is refused, naming it, so a misspelt
+    filter never silently reads everything.
+    """
     p = request.query_params
+    unknown = sorted({name for name in p if name not in allowed})
+    if unknown:
+        names = ", ".join(repr(name[:100]) for name in unknown[:10])
+        raise BadQuery(
+            f"unknown query parameter{'s' if len(unknown) > 1 else ''} {names}; allowed: {', '.join(sorted(allowed))}"
+        )
+    for name, value in p.multi_items():
+        if "\x00" in value:
+            raise BadQuery(f"{name} must not contain NUL characters")
     end = _time(p["to"], "to") if "to" in p else int(time.time()) + 1
     start = _time(p["from"], "from") if "from" in p else end - DAY
     if start >= end:
@@ -66,11 +101,11 @@ def parse_query(request: Request, default_limit: int = 100, max_limit: int = MAX
     if "status_class" in p:
         raw = p["status_class"].lower().removesuffix("xx")
         if raw not in ("1", "2", "3", "4", "5"):
-            raise BadQuery(f"status_class must be 1..5 or 1xx..5xx, got {p['status_class']!r}")
+            raise BadQuery(f"status_class must be 1..5 or 1xx..5xx, got {p['status_class'][:100]!r}")
         status_class = int(raw)
     limit = default_limit
     if "limit" in p:
-        if not p["limit"].isdigit() or not 1 <= int(p["limit"]) <= max_limit:
+        if not _DIGITS.fullmatch(p["limit"]) or not 1 <= int(p["limit"]) <= max_limit:
             raise BadQuery(f"limit must be an integer from 1 to {max_limit}")
         limit = int(p["limit"])
     return ReadQuery(
@@ -101,20 +136,21 @@ def _unauthorised() -> Response:
 
 
 async def _prepare(
-    request: Request, default_limit: int = 100, max_limit: int = MAX_LIMIT
+    request: Request, allowed: frozenset[str] = FILTERS, default_limit: int = 100, max_limit: int = MAX_LIMIT
 ) -> tuple[int, ReadQuery] | Response:
+    """The read token's project and the parsed query, else the 401 or 400 response to send."""
     project_id = await _authorise(request)
     if project_id is None:
         return _unauthorised()
     try:
-        return project_id, parse_query(request, default_limit, max_limit)
+        return project_id, parse_query(request, allowed, default_limit, max_limit)
     except BadQuery as exc:
         return json_response(400, {"error": str(exc)})
 
 
 async def overview(request: Request) -> Response:
     """``GET /v1/overview``: time series and totals."""
-    prepared = await _prepare(request)
+    prepared = await _prepare(request, OVERVIEW_PARAMETERS)
     if isinstance(prepared, Response):
         return prepared
     store = request.app.state.collector.store
@@ -152,7 +188,7 @@ def _decode(row: dict[str, object]) -> dict[str, object]:
 
 async def recent(request: Request) -> Response:
     """``GET /v1/events/recent``: raw events, newest first."""
-    prepared = await _prepare(request, default_limit=50)
+    prepared = await _prepare(request, FILTERS, default_limit=50)
     if isinstance(prepared, Response):
         return prepared
     rows = await run_in_threadpool(request.app.state.collector.store.recent_events, prepared[0], prepared[1])
@@ -161,12 +197,12 @@ async def recent(request: Request) -> Response:
 
 async def export(request: Request) -> Response:
     """``GET /v1/export?format=csv|json``: raw events streamed as CSV or a JSON array."""
-    prepared = await _prepare(request, default_limit=MAX_EXPORT, max_limit=MAX_EXPORT)
+    prepared = await _prepare(request, EXPORT_PARAMETERS, default_limit=MAX_EXPORT, max_limit=MAX_EXPORT)
     if isinstance(prepared, Response):
         return prepared
     fmt = request.query_params.get("format", "json")
     if fmt not in ("csv", "json"):
-        return json_response(400, {"error": f"format must be csv or json, got {fmt!r}"})
+        return json_response(400, {"error": f"format must be csv or json, got {fmt[:100]!r}"})
     project_id, q = prepared
     store = request.app.state.collector.store
 
