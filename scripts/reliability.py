@@ -539,9 +539,14 @@ def escape(text: str) -> str:
 
 
 def render(
-    report: Path, started: float | None = None, budget: float | None = None, root: Path = ROOT
+    report: Path,
+    started: float | None = None,
+    budget: float | None = None,
+    root: Path = ROOT,
+    cut_off: bool = False,
 ) -> tuple[str, list[str]]:
-    """RELIABILITY.md's text, and the scenarios without a test (untested or pending)."""
+    """RELIABILITY.md's text, and the scenarios without a test (untested or pending). ``cut_off``: the run was
+    stopped by its time budget (said at the top; the tests it did not reach say "not run")."""
     outcomes, counts = read_report(report)
     stamp = datetime.datetime.fromtimestamp(report.stat().st_mtime if report.exists() else 0, datetime.timezone.utc)
     elapsed = f", {stamp.timestamp() - started:.0f} s" if started else ""
@@ -562,7 +567,8 @@ def render(
         f"**Last run:** {stamp:%Y-%m-%d %H:%M} UTC on {platform.node() or 'this machine'} "
         f"({os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}{elapsed}): "
         f"{total} test cases, {summary or 'none ran'}. The machine is shared with other work, so timing figures "
-        "(waits, flush times) are noisy; event counts are exact.",
+        "(waits, flush times) are noisy; event counts are exact."
+        + (' **The run was stopped by its time budget: rows saying "not run" were not reached.**' if cut_off else ""),
         "",
         "What the counts mean:",
         "",
@@ -614,7 +620,7 @@ def render(
                             "",
                         )
                     )
-                    gaps.append(f"{scenario.name}: no test of {test.path} matched {test.match}")
+                    gaps.append(f"{scenario.name}: no test of {test.path} matching {test.match or 'anything'} ran")
                     continue
                 for function in functions:
                     name = function.split("::")[-1]
@@ -657,11 +663,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     r.add_argument("--out", type=Path, default=ROOT / "RELIABILITY.md")
     r.add_argument("--started", type=float, default=None, help="epoch seconds the run started (for its duration)")
     r.add_argument("--budget", type=float, default=None, help="the run's time budget in seconds (mentioned)")
+    r.add_argument("--cut-off", action="store_true", help="the run was stopped by its budget")
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.command == "selection":
         print("\n".join(selection()))
         return 0
-    text, gaps = render(args.report, args.started, args.budget)
+    text, gaps = render(args.report, args.started, args.budget, cut_off=args.cut_off)
     args.out.write_text(text)
     print(f"wrote {args.out}")
     for gap in gaps:
