@@ -17,6 +17,7 @@ Reports every round and the medians. Bounded: rounds x seconds plus drain time (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing as mp
@@ -32,8 +33,6 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
-
-from peekapi_server.store import open_store
 
 
 def free_port() -> int:
@@ -110,6 +109,14 @@ def client(  # type: ignore[type-arg]
     out.put((totals[0], totals[1]))
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and of its waited-for children: uvicorn's workers), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime (after the state field)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def queued(port: int) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", "/healthz")
@@ -125,20 +132,44 @@ class Variant:
         self.name = name
         self.url = url
         self.workers = workers
-        self.store = open_store(url)
-        project = self.store.create_project(f"bench-{uuid.uuid4().hex[:8]}")
-        self.project_id = project.id
-        _, self.key = self.store.create_credential(project.name, "ingest")
-        self.port = free_port()
-        env = {**os.environ}
+        self.env = {**os.environ}
         if src is not None:
-            env["PYTHONPATH"] = os.path.join(src, "src")
+            self.env["PYTHONPATH"] = os.path.join(src, "src")
+        # set up through the variant's own command line, so its own schema version is what the database gets
+        project = f"bench-{uuid.uuid4().hex[:8]}"
+        self._cli("project", "create", project)
+        self.key = self._cli("key", "create", project).strip()
+        self.project_id = int(self._query("SELECT id FROM projects WHERE name = ?", project))
+        self.port = free_port()
         cmd = [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(self.port), "--database", url]
         cmd += ["--workers", str(workers), "--log-level", "warning"]
-        self.server = subprocess.Popen(cmd, env=env, cwd=src or None)
+        self.server = subprocess.Popen(cmd, env=self.env)
         self.stored_before = 0
         self.rates: list[float] = []
         self.accepted: list[float] = []
+        self.cpu_us: list[float] = []
+
+    def _cli(self, *args: str) -> str:
+        cmd = [sys.executable, "-m", "peekapi.cli", *args, "--database", self.url]
+        return subprocess.run(cmd, env=self.env, check=True, capture_output=True, text=True).stdout
+
+    def _query(self, sql: str, *params: object) -> object:
+        """One value, read with the engine's own driver (not the store: it would migrate an older schema)."""
+        if self.url.startswith(("postgresql://", "postgres://")):
+            import psycopg
+
+            with psycopg.connect(self.url) as conn:
+                row = conn.execute(sql.replace("?", "%s"), params).fetchone()
+        else:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(self.url.removeprefix("sqlite:///"))) as conn:
+                row = conn.execute(sql, params).fetchone()
+        assert row is not None
+        return row[0]
+
+    def count_events(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM events WHERE project_id = ?", self.project_id))  # type: ignore[call-overload]
 
     def wait_ready(self) -> None:
         deadline = time.time() + 30
@@ -153,6 +184,7 @@ class Variant:
 
     def round(self, r: int, args: argparse.Namespace) -> None:
         out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+        cpu_before = cpu_seconds(self.server.pid)
         start = time.time()
         procs = [
             mp.Process(
@@ -176,36 +208,38 @@ class Variant:
             if self.workers == 1:
                 done = not queued(self.port)
             else:
-                done = self.store.count_events(self.project_id) - self.stored_before >= sent and not queued(self.port)
+                done = self.count_events() - self.stored_before >= sent and not queued(self.port)
             if done:
                 break
             if time.time() > drain_deadline:
                 raise RuntimeError(f"{self.name} round {r}: acknowledged {sent} events, not all stored after 60 s")
             time.sleep(0.005 if self.workers == 1 else 0.25)
         elapsed = time.time() - start
-        stored = self.store.count_events(self.project_id) - self.stored_before
+        cpu = cpu_seconds(self.server.pid) - cpu_before
+        stored = self.count_events() - self.stored_before
         self.stored_before += stored
         if stored != sent:
             raise RuntimeError(f"{self.name} round {r}: acknowledged {sent} events but stored {stored}")
         rate = stored / elapsed
         self.rates.append(rate)
         self.accepted.append(sent / accept_s)
+        self.cpu_us.append(cpu / max(stored, 1) * 1e6)
         print(
             f"{self.name:>8} round {r + 1}: {stored} events stored in {elapsed:.2f} s = {rate:,.0f} events/s stored"
             f" (acknowledged at {sent / accept_s:,.0f} events/s over {accept_s:.2f} s,"
-            f" {refused} requests refused with 503)",
+            f" {refused} requests refused with 503; collector CPU {self.cpu_us[-1]:.1f} us/event)",
             flush=True,
         )
 
     def close(self) -> None:
         self.server.terminate()
         self.server.wait(30)
-        self.store.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", help="database URL (default: a temporary SQLite file per collector)")
+    parser.add_argument("--against-database", help="database URL for the --against collector (default: --database)")
     parser.add_argument("--seconds", type=float, default=5.0, help="sending time per round (5)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per collector (5)")
     parser.add_argument("--clients", type=int, default=2, help="client processes (2)")
@@ -221,7 +255,8 @@ def main() -> None:
     variants: list[Variant] = []
     try:
         for name, src in [("this", None)] + ([("against", args.against)] if args.against else []):
-            url = args.database or f"sqlite:///{tmp}/{name}.db"
+            given = args.against_database if name == "against" and args.against_database else args.database
+            url = given or f"sqlite:///{tmp}/{name}.db"
             variants.append(Variant(name, src, url, args.workers))
         for v in variants:
             v.wait_ready()
@@ -235,7 +270,8 @@ def main() -> None:
         for v in variants:
             print(
                 f"{v.name:>8} median: {statistics.median(v.rates):,.0f} events/s stored,"
-                f" {statistics.median(v.accepted):,.0f} events/s acknowledged ({engine})"
+                f" {statistics.median(v.accepted):,.0f} events/s acknowledged,"
+                f" collector CPU {statistics.median(v.cpu_us):.1f} us/event ({engine})"
             )
     finally:
         for v in variants:
