@@ -113,82 +113,151 @@ def get(conn: http.client.HTTPConnection, path: str, token: str) -> tuple[float,
     return elapsed, json.loads(body)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database", help="database URL (default: a temporary SQLite file)")
-    parser.add_argument("--events", type=int, default=10_000_000, help="events to store (10,000,000)")
-    parser.add_argument("--repeat", type=int, default=21, help="requests per query (21)")
-    args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="peekapi-bench-")
-    url = args.database or f"sqlite:///{tmp}/read.db"
+#: The filters of the matrix: one dimension each (every generated event is a GET, so the method filter keeps
+#: them all: the worst case for it).
+FILTERS: dict[str, str] = {
+    "-": "",
+    "endpoint": "&endpoint=" + urllib.parse.quote("/r7/{id}"),
+    "consumer": "&consumer=consumer-7",
+    "method": "&method=GET",
+    "status": "&status_class=5xx",
+}
+
+
+def queries(end: int) -> dict[str, str]:
+    """Query name -> path without filters; every window ends where the generated data ends (``end``)."""
+    month = urllib.parse.urlencode({"from": end - 30 * DAY, "to": end})
+    week = urllib.parse.urlencode({"from": end - 7 * DAY, "to": end})
+    day = urllib.parse.urlencode({"from": end - DAY, "to": end})
+    six = urllib.parse.urlencode({"from": end - 6 * HOUR, "to": end})
+    return {
+        "overview 30d (days)": f"/v1/overview?{month}",
+        "overview 7d (hours)": f"/v1/overview?{week}",
+        "overview 24h (hours)": f"/v1/overview?{day}",
+        "overview 6h (minutes)": f"/v1/overview?{six}",
+        "endpoints 30d": f"/v1/endpoints?{month}",
+        "endpoints 24h": f"/v1/endpoints?{day}",
+        "consumers 30d": f"/v1/consumers?{month}",
+        "consumers 24h": f"/v1/consumers?{day}",
+        "status-codes 30d": f"/v1/status-codes?{month}",
+        "status-codes 24h": f"/v1/status-codes?{day}",
+        "recent 30d": f"/v1/events/recent?{month}&limit=50",
+        "recent 24h": f"/v1/events/recent?{day}&limit=50",
+    }
+
+
+def generate(url: str, events: int) -> dict[str, object]:
+    """Creates a project with ``events`` generated events in the database at ``url``; returns what a later run
+    needs to read them (database URL, read token, where the data ends, the event count)."""
     store = open_store(url)
     assert isinstance(store, SqlStore)
     project = store.create_project(f"read-{uuid.uuid4().hex[:8]}", raw_retention_days=31)
     _, token = store.create_credential(project.name, "read")
-    now = int(time.time())
-    start_all = now // DAY * DAY - 30 * DAY  # whole days, so daily rollups fall inside the range
+    start_all = int(time.time()) // DAY * DAY - 30 * DAY  # whole days, so daily rollups fall inside the range
     t0 = time.time()
-    print(f"generating {args.events:,} events over 30 days into {url.split(':', 1)[0]} ...", flush=True)
-    populate(store, project.id, args.events, start_all)
+    print(f"generating {events:,} events over 30 days into {url.split(':', 1)[0]} ...", flush=True)
+    populate(store, project.id, events, start_all)
     stored = store.count_events(project.id)
-    print(f"stored {stored:,} events in {time.time() - t0:.0f} s")
+    print(f"stored {stored:,} events in {time.time() - t0:.0f} s", flush=True)
     store.close()
+    return {"database": url, "token": token, "end": start_all + 30 * DAY, "events": stored}
 
+
+def serve(url: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Starts ``peekapi serve`` on ``url`` (which migrates the schema first) and waits until it answers."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "peekapi.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--database",
-            url,
-            "--log-level",
-            "warning",
-        ],
-        env={**os.environ},
+    cmd = [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(port), "--database", url]
+    server = subprocess.Popen([*cmd, "--log-level", "warning"], env={**os.environ})
+    deadline = time.time() + 600  # a migration that backfills new rollups from 10M events' rows takes a while
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            conn.close()
+            return server, port
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                server.terminate()
+                raise
+            time.sleep(0.2)
+
+
+def time_matrix(port: int, state: dict[str, object], repeat: int, budget: float, only: str | None) -> None:
+    """Times every query x filter: the median and p90 of ``repeat`` requests (fewer when a cell has used
+    ``budget`` seconds, at least 3) after one warm-up request."""
+    token = str(state["token"])
+    end = int(str(state["end"]))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    _, body = get(conn, queries(end)["overview 30d (days)"], token)
+    totals = body["totals"]
+    assert isinstance(totals, dict)
+    print(
+        f"overview totals: {totals['requests']:,} requests,"
+        f" p50 {totals['p50_ms']:.1f} ms, p99 {totals['p99_ms']:.1f} ms"
     )
+    if totals["requests"] != state["events"]:
+        raise RuntimeError(f"overview counted {totals['requests']} of {state['events']} events")
+    print(
+        f"\nmedian (p90) ms over up to {repeat} requests; filters: " + ", ".join(f"{k}{v}" for k, v in FILTERS.items())
+    )
+    print(f"| query | {' | '.join(FILTERS)} |")
+    print(f"|---|{'---:|' * len(FILTERS)}")
+    worst = 0.0
+    for name, path in queries(end).items():
+        if only and only not in name:
+            continue
+        cells = []
+        for suffix in FILTERS.values():
+            get(conn, path + suffix, token)  # warm-up
+            times: list[float] = []
+            t0 = time.time()
+            while len(times) < repeat and (len(times) < 3 or time.time() - t0 < budget):
+                times.append(get(conn, path + suffix, token)[0] * 1000)
+            times.sort()
+            median = statistics.median(times)
+            worst = max(worst, median)
+            cells.append(f"{median:.1f} ({times[int(0.9 * (len(times) - 1))]:.0f})")
+        print(f"| {name} | {' | '.join(cells)} |", flush=True)
+    conn.close()
+    print(f"\nslowest median: {worst:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", help="database URL (default: a temporary SQLite file, or PATH.db with --keep)")
+    parser.add_argument("--events", type=int, default=10_000_000, help="events to store (10,000,000)")
+    parser.add_argument("--repeat", type=int, default=21, help="requests per query and filter (21)")
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds per cell after 3 requests (5)")
+    parser.add_argument("--only", help="time only the queries whose name contains this")
+    parser.add_argument(
+        "--keep",
+        metavar="PATH",
+        help="keep the generated data and note how to read it in PATH (JSON); if PATH exists, reuse that data",
+    )
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="peekapi-bench-")
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                conn.request("GET", "/healthz")
-                conn.getresponse().read()
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        span = urllib.parse.urlencode({"from": start_all, "to": start_all + 30 * DAY})
-        queries = {
-            "overview, 30 days": f"/v1/overview?{span}",
-            "overview, 30 days, daily points": f"/v1/overview?{span}&interval=day",
-            "overview, 24 hours": f"/v1/overview?from={now - DAY}&to={now}",
-            "overview, 30 days, one endpoint": f"/v1/overview?{span}&endpoint=" + urllib.parse.quote("/r7/{id}"),
-            "endpoints table, 24 hours": f"/v1/endpoints?from={now - DAY}&to={now}",
-            "recent events": "/v1/events/recent?limit=50",
-        }
-        for name, path in queries.items():
-            _, body = get(conn, path, token)  # warm-up
-            if name == "overview, 30 days":
-                totals = body["totals"]
-                assert isinstance(totals, dict)
-                print(
-                    f"overview totals: {totals['requests']:,} requests, p50 {totals['p50_ms']:.1f} ms,"
-                    f" p99 {totals['p99_ms']:.1f} ms"
-                )
-                if totals["requests"] != stored:
-                    raise RuntimeError(f"overview counted {totals['requests']} of {stored} events")
-            times = sorted(get(conn, path, token)[0] * 1000 for _ in range(args.repeat))
-            p90 = times[int(0.9 * (len(times) - 1))]
-            print(f"{name:34}: median {statistics.median(times):7.1f} ms   p90 {p90:7.1f} ms")
-        conn.close()
+        state: dict[str, object]
+        if args.keep and os.path.exists(args.keep):
+            with open(args.keep) as f:
+                state = json.load(f)
+            print(f"reusing {state['events']:,} events in {str(state['database']).split(':', 1)[0]} ({args.keep})")
+        else:
+            default = f"sqlite:///{os.path.abspath(args.keep)}.db" if args.keep else f"sqlite:///{tmp}/read.db"
+            state = generate(args.database or default, args.events)
+            if args.keep:
+                with open(args.keep, "w") as f:
+                    json.dump(state, f)
+        t0 = time.time()
+        server, port = serve(str(state["database"]))
+        print(f"collector up in {time.time() - t0:.1f} s")
+        try:
+            time_matrix(port, state, args.repeat, args.budget, args.only)
+        finally:
+            server.terminate()
+            server.wait(30)
     finally:
-        server.terminate()
-        server.wait(30)
         shutil.rmtree(tmp, ignore_errors=True)  # the temporary SQLite database (about 1 GB at 10M events)
 
 

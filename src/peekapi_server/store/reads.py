@@ -1,9 +1,16 @@
 """The read side of the SQL store: overview series, tables, status codes and raw events.
 
-Unfiltered queries read the dimension-less ``*_totals`` rollups; filtered ones the per-dimension rollups.
 Rows of every resolution inside ``[start, end)`` count, grouped to the requested interval (after compaction
 older data exists only at hour or day resolution, so it lands at the start of its hour or day).
 Percentiles come from merged histogram buckets, clamped to the exact min and max.
+
+Where to read: a query filtered by at most one dimension (endpoint and/or method count as one: a set of
+endpoints) and grouped by time in whole hours, or by a dimension, reads the whole hours of its range from the
+smallest table holding exactly what it needs, keyed by the filter's dimension first (``rollup_hours``, the
+version-3 ``rollup_endpoints`` and the version-4 views of :data:`~.schema.VIEWS`), and the partial hours at its
+edges from the minute-resolution tables (``rollup_totals`` unfiltered, ``rollups`` otherwise). Every table holds
+the same figures, so the answer is exactly what the minute-resolution tables alone give. Anything else (minute
+series, two filtered dimensions) reads the minute-resolution tables.
 """
 
 from __future__ import annotations
@@ -64,11 +71,48 @@ def _figures(row: Sequence[Any], buckets: list[tuple[int, int]]) -> JsonDict:
 
 
 _EMPTY_ROW: Row = (0, 0, 0, 0.0, None, None, 0, 0)
+_VALUES = "n, err4, err5, lat_sum, lat_min, lat_max, bytes_in, bytes_out"
+#: (filtered dimension, grouped-by dimension) -> the view holding exactly that; ``None`` is "no filter" or
+#: "grouped by time". Unfiltered series in hours read ``rollup_hours``/``hist_hours`` (the view ``hours``).
+_VIEW_FOR: dict[tuple[str | None, str | None], str] = {
+    (None, None): "hours",
+    (None, "endpoint_id"): "endpoints",
+    (None, "consumer_id"): "consumers",
+    (None, "status_code"): "statuses",
+    ("endpoint_id", None): "endpoints",
+    ("endpoint_id", "endpoint_id"): "endpoints",
+    ("endpoint_id", "consumer_id"): "endpoint_consumers",
+    ("endpoint_id", "status_code"): "endpoint_statuses",
+    ("consumer_id", None): "consumers",
+    ("consumer_id", "consumer_id"): "consumers",
+    ("consumer_id", "endpoint_id"): "consumer_endpoints",
+    ("consumer_id", "status_code"): "consumer_statuses",
+    ("status_code", None): "statuses",
+    ("status_code", "status_code"): "statuses",
+    ("status_code", "endpoint_id"): "status_endpoints",
+    ("status_code", "consumer_id"): "status_consumers",
+}
 
 
-def _endpoint_only(q: ReadQuery) -> bool:
-    """True when the query filters by endpoint and/or method and by nothing else."""
-    return q.consumer is None and q.status_class is None and (q.endpoint is not None or q.method is not None)
+def _filtered_dimension(q: ReadQuery) -> tuple[bool, str | None]:
+    """(whether at most one dimension is filtered, which one): endpoint and method together are one."""
+    dims = []
+    if q.endpoint is not None or q.method is not None:
+        dims.append("endpoint_id")
+    if q.consumer is not None:
+        dims.append("consumer_id")
+    if q.status_class is not None:
+        dims.append("status_code")
+    return len(dims) <= 1, (dims[0] if dims else None)
+
+
+class _Filter:
+    """A query's filters as SQL conditions (each starting with `` AND``), for the minute-resolution tables
+    (``sql``) and for the views (``view_sql``: a status class as the list of its codes, so the view's key,
+    which leads with the status code, is searched code by code instead of scanned)."""
+
+    def __init__(self, sql: str, params: list[object], view_sql: str, view_params: list[object]) -> None:
+        self.sql, self.params, self.view_sql, self.view_params = sql, params, view_sql, view_params
 
 
 class ReadQueries(Store):
@@ -77,6 +121,20 @@ class ReadQueries(Store):
     @abc.abstractmethod
     def _tx(self, write: bool) -> AbstractContextManager[Tx]:
         """A transaction (see :class:`~.sql.SqlStore`)."""
+
+    def _filter(self, tx: Tx, project_id: int, q: ReadQuery) -> _Filter | None:
+        """The query's filters (see :class:`_Filter`); ``None`` when nothing can match."""
+        f = self._filters(tx, project_id, q)
+        if f is None:
+            return None
+        sql, params = f
+        view_sql, view_params = sql, list(params)
+        if q.status_class is not None:
+            codes = list(range(q.status_class * 100, q.status_class * 100 + 100))
+            cut = sql.index(" AND status_code >= ?")
+            view_sql = sql[:cut] + f" AND status_code IN ({', '.join('?' for _ in codes)})"
+            view_params = [*params[:-2], *codes]
+        return _Filter(sql, params, view_sql, view_params)
 
     def _filters(self, tx: Tx, project_id: int, q: ReadQuery, prefix: str = "") -> tuple[str, list[object]] | None:
         """SQL conditions (each starting with `` AND``) for the query's filters; ``None`` when nothing matches."""
@@ -107,28 +165,49 @@ class ReadQueries(Store):
             params += [q.status_class * 100, q.status_class * 100 + 100]
         return sql, params
 
+    def _source(
+        self, project_id: int, q: ReadQuery, f: _Filter, *, group: str | None, cols: str, hist: bool, hours: bool
+    ) -> tuple[str, list[object]]:
+        """A ``SELECT {cols} ...`` (possibly a ``UNION ALL``) of the figure rows (``hist``: histogram rows) the
+        query counts, and its parameters. ``hours``: the view may be read (the rows are grouped in whole hours
+        or more, or not by time). See the module docstring."""
+        one, dim = _filtered_dimension(q)
+        view = _VIEW_FOR.get((dim, group)) if one and hours else None
+        fine = ("hist" if hist else "rollups") if q.filtered or group else ("hist_totals" if hist else "rollup_totals")
+        first, last = -(-q.start // HOUR) * HOUR, q.end // HOUR * HOUR
+        if view is None or first >= last:
+            return f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}", [project_id, q.start, q.end, *f.params]
+        table = f"{'hist' if hist else 'rollup'}_{view}"
+        parts = [
+            f"SELECT {cols} FROM {table} WHERE project_id = ?{f.view_sql} AND res IN ({HOUR}, {DAY})"
+            " AND ts >= ? AND ts < ?"
+        ]
+        params: list[object] = [project_id, *f.view_params, first, last]
+        for lo, hi in ((q.start, first), (last, q.end)):
+            if lo < hi:
+                parts.append(f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}")
+                params += [project_id, lo, hi, *f.params]
+        if len(parts) == 1:
+            return parts[0], params
+        return f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS parts", params
+
     def overview(self, project_id: int, q: ReadQuery) -> JsonDict:
         iv = int(q.interval)
         t = f"(ts / {iv}) * {iv}"
         rows: list[Row] = []
         hrows: list[Row] = []
         with self._tx(False) as tx:
-            f = self._filters(tx, project_id, q) if q.filtered else ("", [])
+            f = self._filter(tx, project_id, q) if q.filtered else _Filter("", [], "", [])
             if f is not None:
-                if _endpoint_only(q) and iv % HOUR == 0:
-                    table, htable = "rollup_endpoints", "hist_endpoints"  # one endpoint's slice, hours and up
-                elif q.filtered:
-                    table, htable = "rollups", "hist"
-                elif iv % HOUR == 0:
-                    table, htable = "rollup_hours", "hist_hours"  # no minute rows to read
-                else:
-                    table, htable = "rollup_totals", "hist_totals"
-                where = _IN_RANGE + f[0]
-                params = [project_id, q.start, q.end, *f[1]]
-                rows = tx.rows(f"SELECT {t} AS t, {_SUMS} FROM {table} WHERE {where} GROUP BY {t} ORDER BY 1", params)
-                hrows = tx.rows(
-                    f"SELECT {t} AS t, bucket, SUM(n) FROM {htable} WHERE {where} GROUP BY {t}, bucket", params
+                hours = iv % HOUR == 0
+                src, params = self._source(
+                    project_id, q, f, group=None, cols=f"{t} AS t, {_VALUES}", hist=False, hours=hours
                 )
+                rows = tx.rows(f"SELECT t, {_SUMS} FROM ({src}) AS src GROUP BY t ORDER BY 1", params)
+                src, params = self._source(
+                    project_id, q, f, group=None, cols=f"{t} AS t, bucket, n", hist=True, hours=hours
+                )
+                hrows = tx.rows(f"SELECT t, bucket, SUM(n) FROM ({src}) AS src GROUP BY t, bucket", params)
         buckets: dict[int, list[tuple[int, int]]] = {}
         all_buckets: dict[int, int] = {}
         for ts, bucket, n in hrows:
@@ -160,18 +239,20 @@ class ReadQueries(Store):
             "series": points,
         }
 
-    def _grouped(
-        self, project_id: int, q: ReadQuery, dim: str, tables: tuple[str, str] = ("rollups", "hist")
-    ) -> tuple[list[Row], dict[int, list[tuple[int, int]]]]:
-        table, htable = tables
+    def _grouped(self, project_id: int, q: ReadQuery, dim: str) -> tuple[list[Row], dict[int, list[tuple[int, int]]]]:
+        """Figures per ``dim``, busiest first (at most ``q.limit`` rows), and the histogram of each."""
         with self._tx(False) as tx:
-            f = self._filters(tx, project_id, q)
+            f = self._filter(tx, project_id, q)
             if f is None:
                 return [], {}
-            where = _IN_RANGE + f[0]
-            params = [project_id, q.start, q.end, *f[1]]
-            rows = tx.rows(f"SELECT {dim}, {_SUMS} FROM {table} WHERE {where} GROUP BY {dim}", params)
-            hrows = tx.rows(f"SELECT {dim}, bucket, SUM(n) FROM {htable} WHERE {where} GROUP BY {dim}, bucket", params)
+            src, params = self._source(
+                project_id, q, f, group=dim, cols=f"{dim} AS k, {_VALUES}", hist=False, hours=True
+            )
+            rows = tx.rows(f"SELECT k, {_SUMS} FROM ({src}) AS src GROUP BY k", params)
+            src, params = self._source(
+                project_id, q, f, group=dim, cols=f"{dim} AS k, bucket, n", hist=True, hours=True
+            )
+            hrows = tx.rows(f"SELECT k, bucket, SUM(n) FROM ({src}) AS src GROUP BY k, bucket", params)
         buckets: dict[int, list[tuple[int, int]]] = {}
         for key, bucket, n in hrows:
             buckets.setdefault(int(key), []).append((int(bucket), int(n)))
@@ -186,10 +267,7 @@ class ReadQueries(Store):
         return {int(r[0]): r[1:] for r in found}
 
     def endpoints_table(self, project_id: int, q: ReadQuery) -> list[JsonDict]:
-        # over a day or more, hour granularity is precise enough and reads far fewer rows
-        coarse = q.consumer is None and q.status_class is None and q.end - q.start >= DAY
-        tables = ("rollup_endpoints", "hist_endpoints") if coarse else ("rollups", "hist")
-        rows, buckets = self._grouped(project_id, q, "endpoint_id", tables)
+        rows, buckets = self._grouped(project_id, q, "endpoint_id")
         names = self._names("SELECT id, method, route FROM endpoints WHERE id IN ({})", [int(r[0]) for r in rows])
         out = []
         for r in rows:
@@ -208,15 +286,14 @@ class ReadQueries(Store):
 
     def status_codes(self, project_id: int, q: ReadQuery) -> list[JsonDict]:
         with self._tx(False) as tx:
-            f = self._filters(tx, project_id, q)
+            f = self._filter(tx, project_id, q)
             if f is None:
                 return []
+            src, params = self._source(
+                project_id, q, f, group="status_code", cols="status_code, n", hist=False, hours=True
+            )
             rows = tx.rows(
-                "SELECT status_code, SUM(n) FROM rollups WHERE "
-                + _IN_RANGE
-                + f[0]
-                + " GROUP BY status_code ORDER BY status_code",
-                [project_id, q.start, q.end, *f[1]],
+                f"SELECT status_code, SUM(n) FROM ({src}) AS src GROUP BY status_code ORDER BY status_code", params
             )
         return [{"status_code": int(code), "requests": int(n)} for code, n in rows]
 

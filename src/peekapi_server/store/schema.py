@@ -183,6 +183,52 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+#: Dimension-first rollups (version 4): name -> (key dimensions, lead first; whether latency histograms are
+#: kept too). ``rollup_{name}`` holds the figures and ``hist_{name}`` the histogram per the key dimensions, at
+#: hour resolution and coarser, keyed ``(project_id, lead, res, ts, rest...)``: a query filtered by the lead
+#: dimension (and grouped by the rest, if any) reads only its slice. ``rollup_endpoints``/``hist_endpoints``
+#: (version 3) are the view ``endpoints``.
+VIEWS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "consumers": (("consumer_id",), True),
+    "statuses": (("status_code",), True),
+    "consumer_endpoints": (("consumer_id", "endpoint_id"), True),
+    "endpoint_consumers": (("endpoint_id", "consumer_id"), True),
+    "status_endpoints": (("status_code", "endpoint_id"), True),
+    "status_consumers": (("status_code", "consumer_id"), True),
+    "endpoint_statuses": (("endpoint_id", "status_code"), False),
+    "consumer_statuses": (("consumer_id", "status_code"), False),
+}
+_DIM_TYPES = {"endpoint_id": "{big}", "consumer_id": "{big}", "status_code": "INTEGER"}
+_HOURS = "CASE WHEN res = 60 THEN 3600 ELSE res END"
+_HOUR_TS = "CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END"
+_SUM_VALUES = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
+
+
+def _view_statements(name: str, dims: tuple[str, ...], hist: bool) -> list[str]:
+    """DDL and backfill (from ``rollups``/``hist``, minute rows becoming hour rows) of one view."""
+    lead, rest = dims[0], dims[1:]
+    cols = "".join(f" {d} {_DIM_TYPES[d]} NOT NULL," for d in dims)
+    key = ", ".join(("project_id", lead, "res", "ts", *rest))
+    group = ", ".join(("project_id", _HOURS, _HOUR_TS, *dims))
+    head = "project_id {big} NOT NULL, res INTEGER NOT NULL, ts {big} NOT NULL," + cols
+    out = [
+        f"CREATE TABLE rollup_{name} ({head}{_ROLLUP_COLS}, PRIMARY KEY ({key})){{without_rowid}}",
+        f"INSERT INTO rollup_{name} SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, {_SUM_VALUES}"
+        f" FROM rollups GROUP BY {group}",
+    ]
+    if hist:
+        out += [
+            f"CREATE TABLE hist_{name} ({head} bucket INTEGER NOT NULL, n {{big}} NOT NULL,"
+            f" PRIMARY KEY ({key}, bucket)){{without_rowid}}",
+            f"INSERT INTO hist_{name} SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, bucket, SUM(n)"
+            f" FROM hist GROUP BY {group}, bucket",
+        ]
+    return out
+
+
+# version 4: the dimension-first views, so a query filtered by any one dimension reads a small slice
+MIGRATIONS.append([s for name, (dims, hist) in VIEWS.items() for s in _view_statements(name, dims, hist)])
+
 _TYPES: dict[Dialect, dict[str, str]] = {
     "sqlite": {"id": "INTEGER PRIMARY KEY", "big": "INTEGER", "float": "REAL", "without_rowid": " WITHOUT ROWID"},
     "postgres": {

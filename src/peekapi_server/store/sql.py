@@ -31,7 +31,7 @@ from .base import (
 from .credentials import hash_secret, matches, new_secret, prefix_of
 from .reads import ReadQueries
 from .schema import MIGRATIONS as _MIGRATIONS
-from .schema import VERSION_TABLE, Dialect, latest_version, render
+from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render
 from .tx import Tx
 
 OTHER_METHOD = "*"
@@ -51,6 +51,10 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rollup_endpoints": (("endpoint_id",), _ROLLUP_VALUES),
     "hist_endpoints": (("endpoint_id", "bucket"), ("n",)),
 }
+for _name, (_dims, _hist) in VIEWS.items():
+    TABLES[f"rollup_{_name}"] = (_dims, _ROLLUP_VALUES)
+    if _hist:
+        TABLES[f"hist_{_name}"] = ((*_dims, "bucket"), ("n",))
 
 EVENT_COLUMNS = (
     "project_id, ts, endpoint_id, consumer_id, method, path, status_code, response_time_ms, request_size,"
@@ -67,6 +71,12 @@ _TOTALS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_totals (
 _ENDPOINTS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_endpoints (
     project_id {big}, ts {big}, endpoint_id {big}, bucket INTEGER, n {big}, err4 {big}, err5 {big},
     lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big}, bytes_out {big}
+)"""
+#: Scratch space for the views: the transaction's events per hour x endpoint x consumer x status x bucket.
+_VIEWS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_views (
+    project_id {big}, ts {big}, endpoint_id {big}, consumer_id {big}, status_code INTEGER, bucket INTEGER,
+    n {big}, err4 {big}, err5 {big}, lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big},
+    bytes_out {big}
 )"""
 _SQL_AGGS = (
     "COUNT(*)",
@@ -410,6 +420,24 @@ class SqlStore(ReadQueries):
             f"SELECT project_id, {hour}, ts, endpoint_id, {sums} FROM peekapi_endpoints"
             " GROUP BY project_id, endpoint_id, ts ORDER BY project_id, endpoint_id, ts",
         )
+        # the views: one more grouping pass into a scratch table at hour resolution, then two small ones each
+        tx.run(render(_VIEWS_TABLE, self.dialect))
+        tx.run("DELETE FROM peekapi_views")
+        group = f"project_id, (ts / {hour * 1000}) * {hour}, endpoint_id, COALESCE(consumer_id, 0), status_code, bucket"
+        tx.run(f"INSERT INTO peekapi_views SELECT {group}, {aggs} FROM {source} GROUP BY {group}", params)
+        for name, (dims, hist) in VIEWS.items():
+            key = ", ".join(("project_id", dims[0], "ts", *dims[1:]))  # the primary key's order (res is fixed)
+            cols = ", ".join(dims)
+            insert(
+                f"rollup_{name}",
+                f"SELECT project_id, {hour}, ts, {cols}, {sums} FROM peekapi_views GROUP BY {key} ORDER BY {key}",
+            )
+            if hist:
+                insert(
+                    f"hist_{name}",
+                    f"SELECT project_id, {hour}, ts, {cols}, bucket, SUM(n) FROM peekapi_views"
+                    f" GROUP BY {key}, bucket ORDER BY {key}, bucket",
+                )
 
     # -- retention and compaction ------------------------------------------------------------------
     def maintain(

@@ -10,6 +10,7 @@ from itertools import chain
 from pathlib import Path
 
 from .base import HOUR, MINUTE, Batch
+from .schema import VIEWS
 from .sql import _SQL_AGGS, EVENT_COLUMNS, TABLES, EventRow, SqlStore
 from .tx import Params, Row, Tx
 
@@ -214,6 +215,24 @@ class SqliteStore(SqlStore):
             "rollup_endpoints",
             f"SELECT project_id, {hour}, {hts}, endpoint_id, {_SUMS} {mid} endpoint_id, {hts}, project_id",
         )
+        # the views, from the fine rows; their GROUP BY leads with one integer of the key's dimensions, as above
+        width = {"endpoint_id": 1048576, "consumer_id": 1048576, "status_code": 1024}
+        for name, (dims, hist) in VIEWS.items():
+            cols = ", ".join(dims)
+            lead = dims[0]
+            for d in dims[1:]:
+                lead = f"({lead}) * {width[d]} + {d}"
+            insert(
+                f"rollup_{name}",
+                f"SELECT project_id, {hour}, {hts}, {cols}, {_SUMS} FROM peekapi_fine"
+                f" GROUP BY {lead}, {hts}, project_id, {cols}",
+            )
+            if hist:
+                insert(
+                    f"hist_{name}",
+                    f"SELECT project_id, {hour}, {hts}, {cols}, bucket, SUM(n) FROM peekapi_fine"
+                    f" GROUP BY ({lead}) * 1024 + bucket, {hts}, project_id, {cols}, bucket",
+                )
 
     @staticmethod
     def _insert_rows(tx: Tx, target: str, rows: Sequence[tuple[object, ...]], width: int) -> None:
