@@ -140,3 +140,45 @@ def test_openapi_documents_every_endpoint(collector: Collector) -> None:
     assert spec["openapi"].startswith("3.")
     for path in [*PATHS, "/v1/events", "/healthz"]:
         assert path in spec["paths"], path
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_unknown_query_parameters_are_400_naming_them(collector: Collector, path: str) -> None:
+    r = collector.get(f"{path}?consumers=alice&frm=0&limit=5")
+    assert r.status == 400
+    error = r.json()["error"]
+    assert "'consumers'" in error and "'frm'" in error and "'limit'" not in error.split(";")[0]
+    assert "allowed:" in error and "consumer" in error
+
+
+def test_parameters_of_other_endpoints_are_unknown(collector: Collector) -> None:
+    assert collector.get("/v1/overview?interval=hour").status == 200
+    assert "'interval'" in collector.get("/v1/endpoints?interval=hour").json()["error"]
+    assert collector.get("/v1/export?format=csv").status == 200
+    assert "'format'" in collector.get("/v1/overview?format=csv").json()["error"]
+
+
+def test_an_unknown_parameter_needs_a_token_first(collector: Collector) -> None:
+    assert http("GET", collector.url + "/v1/overview?nope=1").status == 401
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "consumer=a%00b",
+        "endpoint=%00",
+        "method=GET%00",
+        "limit=%C2%B2",  # a superscript two: str.isdigit() is true, int() fails
+        "from=%C2%B2%C2%B3",
+        "interval=%C2%B9%C2%B2%C2%B0",
+        "interval=99999999999999999960",
+        "from=-5",
+        "to=253402300800",
+        "from=1969-12-31T23:59:59Z",
+        "limit=" + "9" * 5000,
+    ],
+)
+def test_values_that_cannot_reach_the_database_are_400(collector: Collector, query: str) -> None:
+    r = collector.get(f"/v1/overview?{query}")
+    assert r.status == 400, r.body
+    assert r.json()["error"]
