@@ -394,10 +394,15 @@ COLLECTOR = Section(
             ),
         ),
         Scenario("Fuzzing", "random bodies and events at the ingest", (Test("tests/server/test_fuzz.py"),)),
-        Scenario("Slowloris", "clients that send their request very slowly", (Test("tests/server/test_slowloris.py"),)),
+        Scenario(
+            "Slowloris",
+            "many connections drip their headers or bodies a byte at a time while a normal client ingests and reads",
+            (Test("tests/server/test_slowloris.py"),),
+        ),
         Scenario(
             "Authorization",
-            "missing, unknown or revoked keys and tokens; a token reads only its own project",
+            "missing, unknown or revoked keys and tokens; a token reads only its own project; keys cannot read, "
+            "tokens cannot ingest; injection strings in parameters, headers and event fields",
             (
                 Test(IH, match=("401", "keys")),
                 Test("tests/server/test_readapi.py", match=("token", "readable")),
