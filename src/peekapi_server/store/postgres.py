@@ -59,6 +59,8 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     least = "LEAST"
     greatest = "GREATEST"
+    share_lock = " FOR SHARE"
+    update_lock = " FOR UPDATE"
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         super().__init__()

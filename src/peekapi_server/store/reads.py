@@ -9,7 +9,9 @@ endpoints) and grouped by time in whole hours, or by a dimension, reads the whol
 smallest table holding exactly what it needs, keyed by the filter's dimension first (``rollup_hours``, the
 version-3 ``rollup_endpoints`` and the version-4 views of :data:`~.schema.VIEWS`), and the partial hours at its
 edges from the minute-resolution tables (``rollup_totals`` unfiltered, ``rollups`` otherwise). Every table holds
-the same figures, so the answer is exactly what the minute-resolution tables alone give. Anything else (minute
+the same figures, so the answer is exactly what the minute-resolution tables alone give. The version-4 views
+hold the hours before the project's mark (``view_marks``, moved to the current hour by the maintenance job),
+so the hours from the mark on are read from the minute-resolution tables too. Anything else (minute
 series, two filtered dimensions) reads the minute-resolution tables.
 """
 
@@ -94,6 +96,10 @@ _VIEW_FOR: dict[tuple[str | None, str | None], str] = {
 }
 
 
+#: Views written with every write (the others hold the rows before the project's mark: see schema version 4).
+_COMPLETE = frozenset({"hours", "endpoints"})
+
+
 def _filtered_dimension(q: ReadQuery) -> tuple[bool, str | None]:
     """(whether at most one dimension is filtered, which one): endpoint and method together are one."""
     dims = []
@@ -166,7 +172,16 @@ class ReadQueries(Store):
         return sql, params
 
     def _source(
-        self, project_id: int, q: ReadQuery, f: _Filter, *, group: str | None, cols: str, hist: bool, hours: bool
+        self,
+        tx: Tx,
+        project_id: int,
+        q: ReadQuery,
+        f: _Filter,
+        *,
+        group: str | None,
+        cols: str,
+        hist: bool,
+        hours: bool,
     ) -> tuple[str, list[object]]:
         """A ``SELECT {cols} ...`` (possibly a ``UNION ALL``) of the figure rows (``hist``: histogram rows) the
         query counts, and its parameters. ``hours``: the view may be read (the rows are grouped in whole hours
@@ -175,6 +190,9 @@ class ReadQueries(Store):
         view = _VIEW_FOR.get((dim, group)) if one and hours else None
         fine = ("hist" if hist else "rollups") if q.filtered or group else ("hist_totals" if hist else "rollup_totals")
         first, last = -(-q.start // HOUR) * HOUR, q.end // HOUR * HOUR
+        if view is not None and view not in _COMPLETE and first < last:
+            mark = tx.rows("SELECT upto FROM view_marks WHERE project_id = ?", (project_id,))
+            last = min(last, int(mark[0][0]) if mark else 0)
         if view is None or first >= last:
             return f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}", [project_id, q.start, q.end, *f.params]
         table = f"{'hist' if hist else 'rollup'}_{view}"
@@ -201,11 +219,11 @@ class ReadQueries(Store):
             if f is not None:
                 hours = iv % HOUR == 0
                 src, params = self._source(
-                    project_id, q, f, group=None, cols=f"{t} AS t, {_VALUES}", hist=False, hours=hours
+                    tx, project_id, q, f, group=None, cols=f"{t} AS t, {_VALUES}", hist=False, hours=hours
                 )
                 rows = tx.rows(f"SELECT t, {_SUMS} FROM ({src}) AS src GROUP BY t ORDER BY 1", params)
                 src, params = self._source(
-                    project_id, q, f, group=None, cols=f"{t} AS t, bucket, n", hist=True, hours=hours
+                    tx, project_id, q, f, group=None, cols=f"{t} AS t, bucket, n", hist=True, hours=hours
                 )
                 hrows = tx.rows(f"SELECT t, bucket, SUM(n) FROM ({src}) AS src GROUP BY t, bucket", params)
         buckets: dict[int, list[tuple[int, int]]] = {}
@@ -246,11 +264,11 @@ class ReadQueries(Store):
             if f is None:
                 return [], {}
             src, params = self._source(
-                project_id, q, f, group=dim, cols=f"{dim} AS k, {_VALUES}", hist=False, hours=True
+                tx, project_id, q, f, group=dim, cols=f"{dim} AS k, {_VALUES}", hist=False, hours=True
             )
             rows = tx.rows(f"SELECT k, {_SUMS} FROM ({src}) AS src GROUP BY k", params)
             src, params = self._source(
-                project_id, q, f, group=dim, cols=f"{dim} AS k, bucket, n", hist=True, hours=True
+                tx, project_id, q, f, group=dim, cols=f"{dim} AS k, bucket, n", hist=True, hours=True
             )
             hrows = tx.rows(f"SELECT k, bucket, SUM(n) FROM ({src}) AS src GROUP BY k, bucket", params)
         buckets: dict[int, list[tuple[int, int]]] = {}
@@ -290,7 +308,7 @@ class ReadQueries(Store):
             if f is None:
                 return []
             src, params = self._source(
-                project_id, q, f, group="status_code", cols="status_code, n", hist=False, hours=True
+                tx, project_id, q, f, group="status_code", cols="status_code, n", hist=False, hours=True
             )
             rows = tx.rows(
                 f"SELECT status_code, SUM(n) FROM ({src}) AS src GROUP BY status_code ORDER BY status_code", params

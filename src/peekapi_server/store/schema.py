@@ -204,30 +204,60 @@ _HOUR_TS = "CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END"
 _SUM_VALUES = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
 
 
-def _view_statements(name: str, dims: tuple[str, ...], hist: bool) -> list[str]:
-    """DDL and backfill (from ``rollups``/``hist``, minute rows becoming hour rows) of one view."""
+def view_fill(name: str, where: str = "") -> list[tuple[str, str]]:
+    """(table, SELECT) pairs that compute view ``name``'s rows from ``rollups``/``hist`` rows (``where``: a
+    condition on those, with its `` WHERE``), minute rows becoming hour rows; each SELECT gives the table's
+    columns in order, its rows ordered by the table's primary key."""
+    dims, hist = VIEWS[name]
     lead, rest = dims[0], dims[1:]
-    cols = "".join(f" {d} {_DIM_TYPES[d]} NOT NULL," for d in dims)
-    key = ", ".join(("project_id", lead, "res", "ts", *rest))
     group = ", ".join(("project_id", _HOURS, _HOUR_TS, *dims))
-    head = "project_id {big} NOT NULL, res INTEGER NOT NULL, ts {big} NOT NULL," + cols
+    order = ", ".join(("project_id", lead, _HOURS, _HOUR_TS, *rest))
     out = [
-        f"CREATE TABLE rollup_{name} ({head}{_ROLLUP_COLS}, PRIMARY KEY ({key})){{without_rowid}}",
-        f"INSERT INTO rollup_{name} SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, {_SUM_VALUES}"
-        f" FROM rollups GROUP BY {group}",
+        (
+            f"rollup_{name}",
+            f"SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, {_SUM_VALUES}"
+            f" FROM rollups{where} GROUP BY {group} ORDER BY {order}",
+        )
     ]
     if hist:
-        out += [
-            f"CREATE TABLE hist_{name} ({head} bucket INTEGER NOT NULL, n {{big}} NOT NULL,"
-            f" PRIMARY KEY ({key}, bucket)){{without_rowid}}",
-            f"INSERT INTO hist_{name} SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, bucket, SUM(n)"
-            f" FROM hist GROUP BY {group}, bucket",
-        ]
+        out.append(
+            (
+                f"hist_{name}",
+                f"SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, bucket, SUM(n)"
+                f" FROM hist{where} GROUP BY {group}, bucket ORDER BY {order}, bucket",
+            )
+        )
     return out
 
 
-# version 4: the dimension-first views, so a query filtered by any one dimension reads a small slice
-MIGRATIONS.append([s for name, (dims, hist) in VIEWS.items() for s in _view_statements(name, dims, hist)])
+def _view_statements(name: str) -> list[str]:
+    """DDL and backfill of one view."""
+    dims, hist = VIEWS[name]
+    lead, rest = dims[0], dims[1:]
+    cols = "".join(f" {d} {_DIM_TYPES[d]} NOT NULL," for d in dims)
+    key = ", ".join(("project_id", lead, "res", "ts", *rest))
+    head = "project_id {big} NOT NULL, res INTEGER NOT NULL, ts {big} NOT NULL," + cols
+    out = [f"CREATE TABLE rollup_{name} ({head}{_ROLLUP_COLS}, PRIMARY KEY ({key})){{without_rowid}}"]
+    if hist:
+        out.append(
+            f"CREATE TABLE hist_{name} ({head} bucket INTEGER NOT NULL, n {{big}} NOT NULL,"
+            f" PRIMARY KEY ({key}, bucket)){{without_rowid}}"
+        )
+    return out + [f"INSERT INTO {table} {select}" for table, select in view_fill(name)]
+
+
+# version 4: the dimension-first views, so a query filtered by any one dimension reads a small slice. They hold
+# every rollup row whose time is before the project's ``view_marks.upto`` (epoch seconds, whole hours): the
+# maintenance job moves the mark to the current hour, adding the hours in between; a write of events before
+# the mark adds them to the views itself. Backfilled here, with the mark after every stored row.
+MIGRATIONS.append(
+    [
+        "CREATE TABLE view_marks (project_id {big} PRIMARY KEY, upto {big} NOT NULL)",
+        "INSERT INTO view_marks (project_id, upto) SELECT p.id, COALESCE((SELECT (MAX(t.ts) / 3600) * 3600 + 3600"
+        " FROM rollup_totals t WHERE t.project_id = p.id), 0) FROM projects p",
+        *(s for name in VIEWS for s in _view_statements(name)),
+    ]
+)
 
 _TYPES: dict[Dialect, dict[str, str]] = {
     "sqlite": {"id": "INTEGER PRIMARY KEY", "big": "INTEGER", "float": "REAL", "without_rowid": " WITHOUT ROWID"},

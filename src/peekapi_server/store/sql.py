@@ -31,7 +31,7 @@ from .base import (
 from .credentials import hash_secret, matches, new_secret, prefix_of
 from .reads import ReadQueries
 from .schema import MIGRATIONS as _MIGRATIONS
-from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render
+from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render, view_fill
 from .tx import Tx
 
 OTHER_METHOD = "*"
@@ -96,6 +96,9 @@ class SqlStore(ReadQueries):
     dialect: Dialect
     least: str
     greatest: str
+    #: Row-lock suffixes of a SELECT (PostgreSQL; SQLite's one writer needs none).
+    share_lock = ""
+    update_lock = ""
 
     def __init__(self) -> None:
         self._cache_lock = threading.Lock()
@@ -153,6 +156,7 @@ class SqlStore(ReadQueries):
                 " VALUES (?, ?, ?, ?, ?)",
                 (name, int(time.time()), raw_retention_days, rollup_retention_days, endpoint_cap),
             )
+            tx.run("INSERT INTO view_marks (project_id, upto) SELECT id, 0 FROM projects WHERE name = ?", (name,))
         return self.get_project(name)
 
     def get_project(self, name: str) -> Project:
@@ -420,24 +424,73 @@ class SqlStore(ReadQueries):
             f"SELECT project_id, {hour}, ts, endpoint_id, {sums} FROM peekapi_endpoints"
             " GROUP BY project_id, endpoint_id, ts ORDER BY project_id, endpoint_id, ts",
         )
-        # the views: one more grouping pass into a scratch table at hour resolution, then two small ones each
+        # the views get the events before their project's mark (usually none: see schema version 4). The marks
+        # are locked for share first, so a maintenance run moving one waits for this transaction, and the other
+        # way round (this transaction then sees the moved mark and adds its events to the views itself).
+        src = f"(SELECT * FROM {source}) AS src"
+        tx.rows(
+            f"SELECT upto FROM view_marks WHERE project_id IN (SELECT project_id FROM {src})"
+            f" ORDER BY project_id{self.share_lock}",
+            params,
+        )
         tx.run(render(_VIEWS_TABLE, self.dialect))
         tx.run("DELETE FROM peekapi_views")
-        group = f"project_id, (ts / {hour * 1000}) * {hour}, endpoint_id, COALESCE(consumer_id, 0), status_code, bucket"
-        tx.run(f"INSERT INTO peekapi_views SELECT {group}, {aggs} FROM {source} GROUP BY {group}", params)
+        group = (
+            f"src.project_id, (ts / {hour * 1000}) * {hour}, endpoint_id, COALESCE(consumer_id, 0), status_code, bucket"
+        )
+        late = tx.run(
+            f"INSERT INTO peekapi_views SELECT {group}, {aggs} FROM {src} JOIN view_marks m"
+            f" ON m.project_id = src.project_id WHERE src.ts < m.upto * 1000 GROUP BY {group}",
+            params,
+        )
+        if late:
+            self.add_to_views(tx, "peekapi_views")
+
+    def add_to_views(self, tx: Tx, scratch: str) -> None:
+        """Adds the rows of ``scratch`` (columns as ``peekapi_views``, any resolution) to every view, at hour
+        resolution; rows upserted in key order."""
+        hour = HOUR
+        hts = f"(ts / {hour}) * {hour}"
+        sums = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
         for name, (dims, hist) in VIEWS.items():
-            key = ", ".join(("project_id", dims[0], "ts", *dims[1:]))  # the primary key's order (res is fixed)
+            key = ", ".join(("project_id", dims[0], hts, *dims[1:]))  # the primary key's order (res is fixed)
             cols = ", ".join(dims)
-            insert(
+            self._insert(
+                tx,
                 f"rollup_{name}",
-                f"SELECT project_id, {hour}, ts, {cols}, {sums} FROM peekapi_views GROUP BY {key} ORDER BY {key}",
+                f"SELECT project_id, {hour}, {hts}, {cols}, {sums} FROM {scratch} GROUP BY {key} ORDER BY {key}",
             )
             if hist:
-                insert(
+                self._insert(
+                    tx,
                     f"hist_{name}",
-                    f"SELECT project_id, {hour}, ts, {cols}, bucket, SUM(n) FROM peekapi_views"
+                    f"SELECT project_id, {hour}, {hts}, {cols}, bucket, SUM(n) FROM {scratch}"
                     f" GROUP BY {key}, bucket ORDER BY {key}, bucket",
                 )
+
+    def _insert(self, tx: Tx, table: str, select: str, params: Sequence[object] = ()) -> None:
+        """``INSERT INTO table ... {select}`` as an additive upsert (``select`` gives the table's columns)."""
+        upsert = self._upsert_sql(table)
+        columns = upsert[upsert.index("(") + 1 : upsert.index(")")]
+        tx.run(f"INSERT INTO {table} ({columns}) {select}" + upsert[upsert.index(" ON CONFLICT") :], params)
+
+    def refresh_views(self, tx: Tx, project_id: int, now: int) -> int:
+        """Moves the project's view mark to the start of ``now``'s hour, adding the rollup rows in between to
+        the views (in the maintenance job's transaction); returns the seconds added (0 when the mark stays)."""
+        upto = now // HOUR * HOUR
+        rows = tx.rows(f"SELECT upto FROM view_marks WHERE project_id = ?{self.update_lock}", (project_id,))
+        if not rows:  # a project created before schema version 4 while another collector migrated
+            tx.run("INSERT INTO view_marks (project_id, upto) VALUES (?, 0) ON CONFLICT DO NOTHING", (project_id,))
+            rows = tx.rows(f"SELECT upto FROM view_marks WHERE project_id = ?{self.update_lock}", (project_id,))
+        old = int(rows[0][0])
+        if upto <= old:
+            return 0
+        tx.run("UPDATE view_marks SET upto = ? WHERE project_id = ?", (upto, project_id))
+        where = f" WHERE project_id = ? AND res IN ({MINUTE}, {HOUR}, {DAY}) AND ts >= ? AND ts < ?"
+        for name in VIEWS:
+            for table, select in view_fill(name, where):
+                self._insert(tx, table, select, (project_id, old, upto))
+        return upto - old
 
     # -- retention and compaction ------------------------------------------------------------------
     def maintain(
@@ -465,6 +518,7 @@ class SqlStore(ReadQueries):
             with self._tx(True) as tx:
                 if not self._lock(tx, f"maintain:{project.id}", False):
                     continue
+                self.refresh_views(tx, project.id, now)  # before compaction: it reads minute rows
                 hour_cut = (now - compact_minutes_after) // HOUR * HOUR
                 day_cut = (now - compact_hours_after) // DAY * DAY
                 for table in TABLES:

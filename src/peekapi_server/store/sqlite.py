@@ -10,7 +10,6 @@ from itertools import chain
 from pathlib import Path
 
 from .base import HOUR, MINUTE, Batch
-from .schema import VIEWS
 from .sql import _SQL_AGGS, EVENT_COLUMNS, TABLES, EventRow, SqlStore
 from .tx import Params, Row, Tx
 
@@ -43,6 +42,7 @@ _MID_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_mid (
     project_id INTEGER, ts INTEGER, endpoint_id INTEGER, bucket INTEGER,
     n INTEGER, err4 INTEGER, err5 INTEGER, lat_sum REAL, lat_min REAL, lat_max REAL, bytes_in INTEGER, bytes_out INTEGER
 )"""
+_LATE_TABLE = _FINE_TABLE.replace("peekapi_fine", "peekapi_late")
 _SUMS = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
 _VALUES = "n, err4, err5, lat_sum, lat_min, lat_max, bytes_in, bytes_out"
 
@@ -215,24 +215,15 @@ class SqliteStore(SqlStore):
             "rollup_endpoints",
             f"SELECT project_id, {hour}, {hts}, endpoint_id, {_SUMS} {mid} endpoint_id, {hts}, project_id",
         )
-        # the views, from the fine rows; their GROUP BY leads with one integer of the key's dimensions, as above
-        width = {"endpoint_id": 1048576, "consumer_id": 1048576, "status_code": 1024}
-        for name, (dims, hist) in VIEWS.items():
-            cols = ", ".join(dims)
-            lead = dims[0]
-            for d in dims[1:]:
-                lead = f"({lead}) * {width[d]} + {d}"
-            insert(
-                f"rollup_{name}",
-                f"SELECT project_id, {hour}, {hts}, {cols}, {_SUMS} FROM peekapi_fine"
-                f" GROUP BY {lead}, {hts}, project_id, {cols}",
-            )
-            if hist:
-                insert(
-                    f"hist_{name}",
-                    f"SELECT project_id, {hour}, {hts}, {cols}, bucket, SUM(n) FROM peekapi_fine"
-                    f" GROUP BY ({lead}) * 1024 + bucket, {hts}, project_id, {cols}, bucket",
-                )
+        # the views get the events before their project's mark (usually none: see schema version 4)
+        tx.run(_LATE_TABLE)
+        tx.run("DELETE FROM peekapi_late")
+        late = tx.run(
+            "INSERT INTO peekapi_late SELECT f.project_id, f.ts, endpoint_id, consumer_id, status_code, bucket,"
+            f" {_VALUES} FROM peekapi_fine f JOIN view_marks m ON m.project_id = f.project_id WHERE f.ts < m.upto"
+        )
+        if late:
+            self.add_to_views(tx, "peekapi_late")
 
     @staticmethod
     def _insert_rows(tx: Tx, target: str, rows: Sequence[tuple[object, ...]], width: int) -> None:
