@@ -63,7 +63,7 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
 )
-#: Heap growth allowed over test_memory_is_bounded's measured rounds, which move more than four times this through
+#: Heap growth allowed over test_memory_is_bounded's measured rounds, which move more than three times this through
 #: the collector, not counting the gzip bombs (a leak of request or response bodies goes far past it).
 RSS_GROWTH_LIMIT = 16 * 1024 * 1024
 MAX_TS_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
@@ -335,19 +335,21 @@ def _load_round(s: Served, valid: bytes, rejected: bytes, bomb: bytes) -> int:
 
 
 def test_memory_is_bounded(served: Served) -> None:
-    """The collector's heap does not keep growing: after a first round of heavy traffic (which also follows the
-    fuzzing), four more rounds, moving over four times the limit, leave ``RssAnon`` within the limit."""
+    """The collector's heap does not keep growing. Two rounds of heavy traffic first (after the fuzzing) let the
+    allocator reach its high-water mark (a one-off step there is not a leak); three more rounds, moving over three
+    times the limit, must then leave ``RssAnon`` within the limit: a leak grows with every round."""
     events = [event(path=f"/mem/{j}", metadata={"pad": "m" * 900}) for j in range(500)]
     valid = json.dumps(events).encode()  # about 0.6 MB
     rejected = json.dumps([{"method": "GET", "path": "/x", "status_code": "bad", "pad": "r" * 900}] * 500).encode()
     bomb = gzip.compress(b"[" + b" " * (21 * 2**20) + b"]")  # over the 20 MiB decompressed limit
-    _load_round(served, valid, rejected, bomb)
+    for _ in range(2):
+        _load_round(served, valid, rejected, bomb)
     rss = [served.rss()]
     moved = 0
-    for _ in range(4):
+    for _ in range(3):
         moved += _load_round(served, valid, rejected, bomb)
         rss.append(served.rss())
-    assert moved > 4 * RSS_GROWTH_LIMIT
+    assert moved > 3 * RSS_GROWTH_LIMIT
     growth = rss[-1] - rss[0]
     assert growth < RSS_GROWTH_LIMIT, (
         f"RssAnon grew by {growth / 2**20:.1f} MiB over {moved / 2**20:.0f} MiB of traffic:"
