@@ -145,7 +145,9 @@ _EVENT_IN: JsonSchema = {
         "request_size": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**40},
         "response_size": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**40},
         "consumer_id": {"type": ["string", "null"], "description": f"Cut to {MAX_CONSUMER} characters."},
-        "metadata": {"type": ["object", "null"], "description": "Stored as JSON when under 64 KiB."},
+        "metadata": {"type": ["object", "null"],
+                     "description": "Stored as compact JSON when at most 64 KiB (dropped beyond); nested at most 32 "
+                     "deep, finite numbers, text without NUL or lone surrogates."},
         "timestamp": {"type": ["string", "null"],
                       "description": "ISO-8601, 1970..9999; missing, null or empty: now. Clamped to the last 31 "
                       "days; over 5 minutes ahead: now."},
@@ -182,9 +184,9 @@ def _ingest_error(description: str) -> JsonSchema:
 _INGEST: JsonSchema = {
     "post": {
         "summary": "Ingest a batch of events (WIRE.md)",
-        "description": "A bare JSON array of events, optionally gzip-compressed. Every answer says "
-        "`Accept-Encoding: gzip`. A 200 means the events are queued for storage; a batch id already stored for the "
-        "project is acknowledged again and not stored twice.",
+        "description": "A bare JSON array of events (docs/wire.md), optionally gzip-compressed. Every answer says "
+        "`Accept-Encoding: gzip`. A 200 means the accepted events are committed to the database; a batch id already "
+        "stored for the project is acknowledged again and not stored twice.",
         "security": [{"ingestKey": []}],
         "parameters": [
             {
@@ -198,8 +200,9 @@ _INGEST: JsonSchema = {
                 "name": "Content-Encoding",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "enum": ["identity", "gzip"]},
-                "description": "`gzip` when the body is gzip-compressed (the responses' Accept-Encoding).",
+                "schema": {"type": "string", "enum": ["identity", "gzip", "x-gzip"]},
+                "description": "`gzip` when the body is gzip-compressed, one member or several (the responses say "
+                "Accept-Encoding: gzip).",
             },
         ],
         "requestBody": {
@@ -209,16 +212,20 @@ _INGEST: JsonSchema = {
         },
         "responses": {
             "200": {
-                "description": "Queued: `accepted` events will be stored, `rejected` ones could not be understood.",
+                "description": "Stored: `accepted` events are committed, `rejected` ones could not be stored exactly.",
                 "headers": _ACCEPT_ENCODING,
                 **_json({"$ref": _REF + "Accepted"}),
             },
-            "400": _ingest_error("The body is not JSON, not an array, or corrupt gzip."),
+            "400": _ingest_error(
+                "The body is not JSON, not an array, nested too deeply to parse, corrupt or truncated gzip, has bytes "
+                "after the gzip stream, or is a batch the store refused."
+            ),
             "401": _ingest_error("Missing, unknown or revoked x-api-key (read tokens cannot ingest)."),
             "413": _ingest_error("Body over 5 MiB, or over 20 MiB once decompressed."),
-            "415": _ingest_error("A Content-Encoding other than gzip or identity."),
+            "415": _ingest_error("A Content-Encoding other than gzip, x-gzip or identity."),
             "503": {
-                "description": "The write queue is full: retry after `Retry-After` seconds (the SDKs do).",
+                "description": "Nothing stored: the write queue is full, the writer did not take the batch in time, "
+                "or the database cannot take it now. Retry after `Retry-After` seconds (the SDKs do).",
                 "headers": {
                     **_ACCEPT_ENCODING,
                     "Retry-After": {"required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
