@@ -168,7 +168,7 @@ def serve(url: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cmd = [sys.executable, "-m", "peekapi.cli", "serve", "--port", str(port), "--database", url]
     server = subprocess.Popen([*cmd, "--log-level", "warning"], env={**os.environ})
-    deadline = time.time() + 600  # a migration that backfills new rollups from 10M events' rows takes a while
+    deadline = time.time() + 1800  # a migration that backfills new rollups from 10M events' rows takes a while
     while True:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)

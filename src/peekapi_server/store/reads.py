@@ -25,6 +25,7 @@ from typing import Any
 from peekapi_server import histogram
 
 from .base import DAY, HOUR, MINUTE, JsonDict, ReadQuery, Store
+from .schema import VIEWS
 from .tx import Row, Tx
 
 _QS = (0.5, 0.95, 0.99)
@@ -85,6 +86,10 @@ _VIEW_FOR: dict[tuple[str | None, str | None], str] = {
     ("endpoint_id", "endpoint_id"): "endpoints",
     ("endpoint_id", "consumer_id"): "endpoint_consumers",
     ("endpoint_id", "status_code"): "endpoint_statuses",
+    ("method", None): "methods",
+    ("method", "endpoint_id"): "endpoints",
+    ("method", "consumer_id"): "method_consumers",
+    ("method", "status_code"): "method_statuses",
     ("consumer_id", None): "consumers",
     ("consumer_id", "consumer_id"): "consumers",
     ("consumer_id", "endpoint_id"): "consumer_endpoints",
@@ -94,17 +99,18 @@ _VIEW_FOR: dict[tuple[str | None, str | None], str] = {
     ("status_code", "endpoint_id"): "status_endpoints",
     ("status_code", "consumer_id"): "status_consumers",
 }
-
-
-#: Views written with every write (the others hold the rows before the project's mark: see schema version 4).
-_COMPLETE = frozenset({"hours", "endpoints"})
+#: Hour tables written with every write (the other views' tables hold the rows before the project's mark).
+_COMPLETE_HOURS = {"hours": ("rollup_hours", "hist_hours"), "endpoints": ("rollup_endpoints", "hist_endpoints")}
 
 
 def _filtered_dimension(q: ReadQuery) -> tuple[bool, str | None]:
-    """(whether at most one dimension is filtered, which one): endpoint and method together are one."""
+    """(whether at most one dimension is filtered, which one): an endpoint (with or without a method) is
+    ``endpoint_id``, a method alone ``method``."""
     dims = []
-    if q.endpoint is not None or q.method is not None:
+    if q.endpoint is not None:
         dims.append("endpoint_id")
+    elif q.method is not None:
+        dims.append("method")
     if q.consumer is not None:
         dims.append("consumer_id")
     if q.status_class is not None:
@@ -112,13 +118,39 @@ def _filtered_dimension(q: ReadQuery) -> tuple[bool, str | None]:
     return len(dims) <= 1, (dims[0] if dims else None)
 
 
+def _segments(start: int, end: int, mark: int, days: bool, hours_complete: bool) -> list[tuple[str, int, int]]:
+    """``[start, end)`` cut into (``"day"``, ``"hour"`` or ``"minute"``, from, to) pieces: whole days before the
+    mark from the day tables (when ``days``), whole hours from the hour tables (before the mark unless
+    ``hours_complete``), the rest from the minute-resolution tables."""
+    out: list[tuple[str, int, int]] = []
+    pieces = [(start, end)]
+    if days:
+        first_day, last_day = -(-start // DAY) * DAY, min(end // DAY * DAY, mark // DAY * DAY)
+        if first_day < last_day:
+            out.append(("day", first_day, last_day))
+            pieces = [(start, first_day), (last_day, end)]
+    for lo, hi in pieces:
+        first, last = -(-lo // HOUR) * HOUR, hi // HOUR * HOUR
+        if not hours_complete:
+            last = min(last, mark)
+        if first < last:
+            out.append(("hour", first, last))
+            out += [("minute", a, b) for a, b in ((lo, first), (last, hi)) if a < b]
+        elif lo < hi:
+            out.append(("minute", lo, hi))
+    return out
+
+
 class _Filter:
     """A query's filters as SQL conditions (each starting with `` AND``), for the minute-resolution tables
-    (``sql``) and for the views (``view_sql``: a status class as the list of its codes, so the view's key,
-    which leads with the status code, is searched code by code instead of scanned)."""
+    (``sql``) and for the views (``view_sql``: a status class as the list of its codes, so a view keyed by
+    status code first is searched code by code instead of scanned; ``method`` for views keyed by method)."""
 
-    def __init__(self, sql: str, params: list[object], view_sql: str, view_params: list[object]) -> None:
+    def __init__(
+        self, sql: str, params: list[object], view_sql: str, view_params: list[object], method: str | None = None
+    ) -> None:
         self.sql, self.params, self.view_sql, self.view_params = sql, params, view_sql, view_params
+        self.method = method
 
 
 class ReadQueries(Store):
@@ -135,12 +167,12 @@ class ReadQueries(Store):
             return None
         sql, params = f
         view_sql, view_params = sql, list(params)
-        if q.status_class is not None:
+        one, dim = _filtered_dimension(q)
+        if one and dim == "status_code":
+            assert q.status_class is not None
             codes = list(range(q.status_class * 100, q.status_class * 100 + 100))
-            cut = sql.index(" AND status_code >= ?")
-            view_sql = sql[:cut] + f" AND status_code IN ({', '.join('?' for _ in codes)})"
-            view_params = [*params[:-2], *codes]
-        return _Filter(sql, params, view_sql, view_params)
+            view_sql, view_params = f" AND status_code IN ({', '.join('?' for _ in codes)})", list(codes)
+        return _Filter(sql, params, view_sql, view_params, q.method.upper() if q.method is not None else None)
 
     def _filters(self, tx: Tx, project_id: int, q: ReadQuery, prefix: str = "") -> tuple[str, list[object]] | None:
         """SQL conditions (each starting with `` AND``) for the query's filters; ``None`` when nothing matches."""
@@ -182,29 +214,39 @@ class ReadQueries(Store):
         cols: str,
         hist: bool,
         hours: bool,
+        days: bool,
     ) -> tuple[str, list[object]]:
         """A ``SELECT {cols} ...`` (possibly a ``UNION ALL``) of the figure rows (``hist``: histogram rows) the
-        query counts, and its parameters. ``hours``: the view may be read (the rows are grouped in whole hours
-        or more, or not by time). See the module docstring."""
+        query counts, and its parameters. ``hours``/``days``: the hour/day tables of a view may be read (rows
+        are grouped in whole hours/days or more, or not by time). See the module docstring."""
         one, dim = _filtered_dimension(q)
         view = _VIEW_FOR.get((dim, group)) if one and hours else None
         fine = ("hist" if hist else "rollups") if q.filtered or group else ("hist_totals" if hist else "rollup_totals")
-        first, last = -(-q.start // HOUR) * HOUR, q.end // HOUR * HOUR
-        if view is not None and view not in _COMPLETE and first < last:
-            mark = tx.rows("SELECT upto FROM view_marks WHERE project_id = ?", (project_id,))
-            last = min(last, int(mark[0][0]) if mark else 0)
-        if view is None or first >= last:
-            return f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}", [project_id, q.start, q.end, *f.params]
-        table = f"{'hist' if hist else 'rollup'}_{view}"
-        parts = [
-            f"SELECT {cols} FROM {table} WHERE project_id = ?{f.view_sql} AND res IN ({HOUR}, {DAY})"
-            " AND ts >= ? AND ts < ?"
-        ]
-        params: list[object] = [project_id, *f.view_params, first, last]
-        for lo, hi in ((q.start, first), (last, q.end)):
-            if lo < hi:
-                parts.append(f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}")
+        minute = f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}"
+        if view is None:
+            return minute, [project_id, q.start, q.end, *f.params]
+        kind = 1 if hist else 0
+        complete = _COMPLETE_HOURS.get(view)
+        hour_table = complete[kind] if complete else f"{'hist' if hist else 'rollup'}_{view}"
+        day_table = f"{'hist' if hist else 'rollup'}_{view}_days" if view in VIEWS else None
+        mark = 0
+        if complete is None or (days and day_table):
+            found = tx.rows("SELECT upto FROM view_marks WHERE project_id = ?", (project_id,))
+            mark = int(found[0][0]) if found else 0
+        lead = VIEWS[view][0][0] if view in VIEWS else None
+        vsql, vparams = (" AND method = ?", [f.method]) if lead == "method" else (f.view_sql, f.view_params)
+        parts, params = [], []
+        for level, lo, hi in _segments(q.start, q.end, mark, days and day_table is not None, complete is not None):
+            if level == "minute":
+                parts.append(minute)
                 params += [project_id, lo, hi, *f.params]
+            else:
+                table = day_table if level == "day" else hour_table
+                parts.append(
+                    f"SELECT {cols} FROM {table} WHERE project_id = ?{vsql}"
+                    f" AND res IN ({HOUR}, {DAY}) AND ts >= ? AND ts < ?"
+                )
+                params += [project_id, *vparams, lo, hi]
         if len(parts) == 1:
             return parts[0], params
         return f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS parts", params
@@ -217,13 +259,13 @@ class ReadQueries(Store):
         with self._tx(False) as tx:
             f = self._filter(tx, project_id, q) if q.filtered else _Filter("", [], "", [])
             if f is not None:
-                hours = iv % HOUR == 0
+                hours, days = iv % HOUR == 0, iv % DAY == 0
                 src, params = self._source(
-                    tx, project_id, q, f, group=None, cols=f"{t} AS t, {_VALUES}", hist=False, hours=hours
+                    tx, project_id, q, f, group=None, cols=f"{t} AS t, {_VALUES}", hist=False, hours=hours, days=days
                 )
                 rows = tx.rows(f"SELECT t, {_SUMS} FROM ({src}) AS src GROUP BY t ORDER BY 1", params)
                 src, params = self._source(
-                    tx, project_id, q, f, group=None, cols=f"{t} AS t, bucket, n", hist=True, hours=hours
+                    tx, project_id, q, f, group=None, cols=f"{t} AS t, bucket, n", hist=True, hours=hours, days=days
                 )
                 hrows = tx.rows(f"SELECT t, bucket, SUM(n) FROM ({src}) AS src GROUP BY t, bucket", params)
         buckets: dict[int, list[tuple[int, int]]] = {}
@@ -264,11 +306,11 @@ class ReadQueries(Store):
             if f is None:
                 return [], {}
             src, params = self._source(
-                tx, project_id, q, f, group=dim, cols=f"{dim} AS k, {_VALUES}", hist=False, hours=True
+                tx, project_id, q, f, group=dim, cols=f"{dim} AS k, {_VALUES}", hist=False, hours=True, days=True
             )
             rows = tx.rows(f"SELECT k, {_SUMS} FROM ({src}) AS src GROUP BY k", params)
             src, params = self._source(
-                tx, project_id, q, f, group=dim, cols=f"{dim} AS k, bucket, n", hist=True, hours=True
+                tx, project_id, q, f, group=dim, cols=f"{dim} AS k, bucket, n", hist=True, hours=True, days=True
             )
             hrows = tx.rows(f"SELECT k, bucket, SUM(n) FROM ({src}) AS src GROUP BY k, bucket", params)
         buckets: dict[int, list[tuple[int, int]]] = {}
@@ -308,7 +350,7 @@ class ReadQueries(Store):
             if f is None:
                 return []
             src, params = self._source(
-                tx, project_id, q, f, group="status_code", cols="status_code, n", hist=False, hours=True
+                tx, project_id, q, f, group="status_code", cols="status_code, n", hist=False, hours=True, days=True
             )
             rows = tx.rows(
                 f"SELECT status_code, SUM(n) FROM ({src}) AS src GROUP BY status_code ORDER BY status_code", params

@@ -184,47 +184,68 @@ MIGRATIONS: list[list[str]] = [
 ]
 
 #: Dimension-first rollups (version 4): name -> (key dimensions, lead first; whether latency histograms are
-#: kept too). ``rollup_{name}`` holds the figures and ``hist_{name}`` the histogram per the key dimensions, at
-#: hour resolution and coarser, keyed ``(project_id, lead, res, ts, rest...)``: a query filtered by the lead
-#: dimension (and grouped by the rest, if any) reads only its slice. ``rollup_endpoints``/``hist_endpoints``
-#: (version 3) are the view ``endpoints``.
-VIEWS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "consumers": (("consumer_id",), True),
-    "statuses": (("status_code",), True),
-    "consumer_endpoints": (("consumer_id", "endpoint_id"), True),
-    "endpoint_consumers": (("endpoint_id", "consumer_id"), True),
-    "status_endpoints": (("status_code", "endpoint_id"), True),
-    "status_consumers": (("status_code", "consumer_id"), True),
-    "endpoint_statuses": (("endpoint_id", "status_code"), False),
-    "consumer_statuses": (("consumer_id", "status_code"), False),
+#: kept too; whether an hour table is kept). ``rollup_{name}`` holds the figures and ``hist_{name}`` the
+#: histogram per the key dimensions at hour resolution and coarser; ``rollup_{name}_days`` and
+#: ``hist_{name}_days`` the same per day. Keys are ``(project_id, lead, res, ts, rest...)``: a query filtered by
+#: the lead dimension (and grouped by the rest, if any) reads only its slice. ``method`` is the endpoint's
+#: method. The hour table of ``endpoints`` is version 3's ``rollup_endpoints``/``hist_endpoints``.
+VIEWS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
+    "endpoints": (("endpoint_id",), True, False),
+    "consumers": (("consumer_id",), True, True),
+    "statuses": (("status_code",), True, True),
+    "methods": (("method",), True, True),
+    "consumer_endpoints": (("consumer_id", "endpoint_id"), True, True),
+    "endpoint_consumers": (("endpoint_id", "consumer_id"), True, True),
+    "status_endpoints": (("status_code", "endpoint_id"), True, True),
+    "status_consumers": (("status_code", "consumer_id"), True, True),
+    "method_consumers": (("method", "consumer_id"), True, True),
+    "endpoint_statuses": (("endpoint_id", "status_code"), False, True),
+    "consumer_statuses": (("consumer_id", "status_code"), False, True),
+    "method_statuses": (("method", "status_code"), False, True),
 }
-_DIM_TYPES = {"endpoint_id": "{big}", "consumer_id": "{big}", "status_code": "INTEGER"}
-_HOURS = "CASE WHEN res = 60 THEN 3600 ELSE res END"
-_HOUR_TS = "CASE WHEN res = 60 THEN (ts / 3600) * 3600 ELSE ts END"
+_DIM_TYPES = {"endpoint_id": "{big}", "consumer_id": "{big}", "status_code": "INTEGER", "method": "TEXT"}
 _SUM_VALUES = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
 
 
-def view_fill(name: str, where: str = "") -> list[tuple[str, str]]:
-    """(table, SELECT) pairs that compute view ``name``'s rows from ``rollups``/``hist`` rows (``where``: a
-    condition on those, with its `` WHERE``), minute rows becoming hour rows; each SELECT gives the table's
-    columns in order, its rows ordered by the table's primary key."""
-    dims, hist = VIEWS[name]
-    lead, rest = dims[0], dims[1:]
-    group = ", ".join(("project_id", _HOURS, _HOUR_TS, *dims))
-    order = ", ".join(("project_id", lead, _HOURS, _HOUR_TS, *rest))
-    out = [
-        (
-            f"rollup_{name}",
-            f"SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, {_SUM_VALUES}"
-            f" FROM rollups{where} GROUP BY {group} ORDER BY {order}",
-        )
-    ]
-    if hist:
+def view_tables(name: str) -> list[tuple[str, bool, int]]:
+    """The tables of view ``name``: (table, whether a histogram, resolution: 3600 = hours and coarser, or days)."""
+    _, hist, hourly = VIEWS[name]
+    out = []
+    for res, suffix in ((3600, ""), (86400, "_days")):
+        if res == 86400 or hourly:
+            out.append((f"rollup_{name}{suffix}", False, res))
+            if hist:
+                out.append((f"hist_{name}{suffix}", True, res))
+    return out
+
+
+def view_fill(
+    name: str, sources: tuple[str, str] = ("rollups", "hist"), where: str = "", res: str = "r.res"
+) -> list[tuple[str, str]]:
+    """(table, SELECT) pairs that add rows of ``sources`` (figures, histograms; aliased ``r``; ``where``: a
+    condition on them with its `` WHERE``; ``res``: their resolution) to view ``name``'s tables, minute rows
+    becoming hour rows (day rows in the day tables); each SELECT gives the table's columns in order, its rows
+    ordered by the table's primary key."""
+    dims = VIEWS[name][0]
+    cols = [("e.method" if d == "method" else f"r.{d}") for d in dims]
+    out = []
+    for table, hist, level in view_tables(name):
+        if level == 3600:
+            to_res = f"CASE WHEN {res} = 60 THEN 3600 ELSE {res} END"
+            to_ts = f"CASE WHEN {res} = 60 THEN (r.ts / 3600) * 3600 ELSE r.ts END"
+        else:
+            to_res, to_ts = "86400", "(r.ts / 86400) * 86400"
+        join = " JOIN endpoints e ON e.id = r.endpoint_id" if "method" in dims else ""
+        by_res = (to_res,) if level == 3600 else ()  # a bare number in GROUP BY / ORDER BY names a column
+        group = ", ".join(("r.project_id", *by_res, to_ts, *cols))
+        order = ", ".join(("r.project_id", cols[0], *by_res, to_ts, *cols[1:]))
+        figures = "r.bucket, SUM(r.n)" if hist else _SUM_VALUES.replace("(", "(r.")
         out.append(
             (
-                f"hist_{name}",
-                f"SELECT project_id, {_HOURS}, {_HOUR_TS}, {', '.join(dims)}, bucket, SUM(n)"
-                f" FROM hist{where} GROUP BY {group}, bucket ORDER BY {order}, bucket",
+                table,
+                f"SELECT r.project_id, {to_res}, {to_ts}, {', '.join(cols)}, {figures}"
+                f" FROM {sources[1] if hist else sources[0]} r{join}{where}"
+                f" GROUP BY {group}{', r.bucket' if hist else ''} ORDER BY {order}{', r.bucket' if hist else ''}",
             )
         )
     return out
@@ -232,17 +253,20 @@ def view_fill(name: str, where: str = "") -> list[tuple[str, str]]:
 
 def _view_statements(name: str) -> list[str]:
     """DDL and backfill of one view."""
-    dims, hist = VIEWS[name]
+    dims = VIEWS[name][0]
     lead, rest = dims[0], dims[1:]
     cols = "".join(f" {d} {_DIM_TYPES[d]} NOT NULL," for d in dims)
     key = ", ".join(("project_id", lead, "res", "ts", *rest))
     head = "project_id {big} NOT NULL, res INTEGER NOT NULL, ts {big} NOT NULL," + cols
-    out = [f"CREATE TABLE rollup_{name} ({head}{_ROLLUP_COLS}, PRIMARY KEY ({key})){{without_rowid}}"]
-    if hist:
-        out.append(
-            f"CREATE TABLE hist_{name} ({head} bucket INTEGER NOT NULL, n {{big}} NOT NULL,"
-            f" PRIMARY KEY ({key}, bucket)){{without_rowid}}"
-        )
+    out = []
+    for table, hist, _ in view_tables(name):
+        if hist:
+            out.append(
+                f"CREATE TABLE {table} ({head} bucket INTEGER NOT NULL, n {{big}} NOT NULL,"
+                f" PRIMARY KEY ({key}, bucket)){{without_rowid}}"
+            )
+        else:
+            out.append(f"CREATE TABLE {table} ({head}{_ROLLUP_COLS}, PRIMARY KEY ({key})){{without_rowid}}")
     return out + [f"INSERT INTO {table} {select}" for table, select in view_fill(name)]
 
 

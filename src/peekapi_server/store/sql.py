@@ -31,7 +31,7 @@ from .base import (
 from .credentials import hash_secret, matches, new_secret, prefix_of
 from .reads import ReadQueries
 from .schema import MIGRATIONS as _MIGRATIONS
-from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render, view_fill
+from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render, view_fill, view_tables
 from .tx import Tx
 
 OTHER_METHOD = "*"
@@ -51,10 +51,9 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "rollup_endpoints": (("endpoint_id",), _ROLLUP_VALUES),
     "hist_endpoints": (("endpoint_id", "bucket"), ("n",)),
 }
-for _name, (_dims, _hist) in VIEWS.items():
-    TABLES[f"rollup_{_name}"] = (_dims, _ROLLUP_VALUES)
-    if _hist:
-        TABLES[f"hist_{_name}"] = ((*_dims, "bucket"), ("n",))
+for _name, (_dims, _, _) in VIEWS.items():
+    for _table, _hist, _res in view_tables(_name):
+        TABLES[_table] = ((*_dims, "bucket"), ("n",)) if _hist else (_dims, _ROLLUP_VALUES)
 
 EVENT_COLUMNS = (
     "project_id, ts, endpoint_id, consumer_id, method, path, status_code, response_time_ms, request_size,"
@@ -436,7 +435,7 @@ class SqlStore(ReadQueries):
         tx.run(render(_VIEWS_TABLE, self.dialect))
         tx.run("DELETE FROM peekapi_views")
         group = (
-            f"src.project_id, (ts / {hour * 1000}) * {hour}, endpoint_id, COALESCE(consumer_id, 0), status_code, bucket"
+            f"src.project_id, (ts / {res * 1000}) * {res}, endpoint_id, COALESCE(consumer_id, 0), status_code, bucket"
         )
         late = tx.run(
             f"INSERT INTO peekapi_views SELECT {group}, {aggs} FROM {src} JOIN view_marks m"
@@ -444,29 +443,13 @@ class SqlStore(ReadQueries):
             params,
         )
         if late:
-            self.add_to_views(tx, "peekapi_views")
+            self.add_to_views(tx, "peekapi_views", res)
 
-    def add_to_views(self, tx: Tx, scratch: str) -> None:
-        """Adds the rows of ``scratch`` (columns as ``peekapi_views``, any resolution) to every view, at hour
-        resolution; rows upserted in key order."""
-        hour = HOUR
-        hts = f"(ts / {hour}) * {hour}"
-        sums = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
-        for name, (dims, hist) in VIEWS.items():
-            key = ", ".join(("project_id", dims[0], hts, *dims[1:]))  # the primary key's order (res is fixed)
-            cols = ", ".join(dims)
-            self._insert(
-                tx,
-                f"rollup_{name}",
-                f"SELECT project_id, {hour}, {hts}, {cols}, {sums} FROM {scratch} GROUP BY {key} ORDER BY {key}",
-            )
-            if hist:
-                self._insert(
-                    tx,
-                    f"hist_{name}",
-                    f"SELECT project_id, {hour}, {hts}, {cols}, bucket, SUM(n) FROM {scratch}"
-                    f" GROUP BY {key}, bucket ORDER BY {key}, bucket",
-                )
+    def add_to_views(self, tx: Tx, scratch: str, res: int) -> None:
+        """Adds the rows of ``scratch`` (columns as ``peekapi_views``, resolution ``res``) to every view."""
+        for name in VIEWS:
+            for table, select in view_fill(name, (scratch, scratch), res=str(res)):
+                self._insert(tx, table, select)
 
     def _insert(self, tx: Tx, table: str, select: str, params: Sequence[object] = ()) -> None:
         """``INSERT INTO table ... {select}`` as an additive upsert (``select`` gives the table's columns)."""
@@ -486,9 +469,9 @@ class SqlStore(ReadQueries):
         if upto <= old:
             return 0
         tx.run("UPDATE view_marks SET upto = ? WHERE project_id = ?", (upto, project_id))
-        where = f" WHERE project_id = ? AND res IN ({MINUTE}, {HOUR}, {DAY}) AND ts >= ? AND ts < ?"
+        where = f" WHERE r.project_id = ? AND r.res IN ({MINUTE}, {HOUR}, {DAY}) AND r.ts >= ? AND r.ts < ?"
         for name in VIEWS:
-            for table, select in view_fill(name, where):
+            for table, select in view_fill(name, where=where):
                 self._insert(tx, table, select, (project_id, old, upto))
         return upto - old
 

@@ -223,7 +223,7 @@ class SqliteStore(SqlStore):
             f" {_VALUES} FROM peekapi_fine f JOIN view_marks m ON m.project_id = f.project_id WHERE f.ts < m.upto"
         )
         if late:
-            self.add_to_views(tx, "peekapi_late")
+            self.add_to_views(tx, "peekapi_late", res)
 
     @staticmethod
     def _insert_rows(tx: Tx, target: str, rows: Sequence[tuple[object, ...]], width: int) -> None:
