@@ -91,8 +91,13 @@ def two(db_url: str) -> Iterator[Two]:
             )
             for i in range(40)
         ]
+        # and some of B's events ten days ago, where A has none at all
+        old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 10 * 86400))
+        b_events += [
+            event(method=B_METHOD, path="/b-only/old", route=B_ROUTE, consumer_id=B_CONSUMER, timestamp=old)
+        ] * 10
         assert a.post(a_events).json() == {"accepted": A_EVENTS, "rejected": 0}
-        assert a.post(b_events, headers={"x-api-key": b_key}).json() == {"accepted": 40, "rejected": 0}
+        assert a.post(b_events, headers={"x-api-key": b_key}).json() == {"accepted": 50, "rejected": 0}
         a.drain()
         yield Two(a, b_key, b_token, b.id)
     finally:
@@ -141,6 +146,7 @@ FILTERS: list[tuple[dict[str, str], int]] = [
     ({"endpoint": B_ROUTE, "method": B_METHOD, "consumer": B_CONSUMER, "status_class": "4"}, 0),
     ({"limit": "1000"}, A_EVENTS),
     ({"from": "0", "to": str(400 * 86400 - 1)}, 0),
+    ({"from": str(int(time.time()) - 11 * 86400), "to": str(int(time.time()) - 9 * 86400)}, 0),  # B's old events
     ({"from": str(int(time.time()) - 399 * 86400), "to": str(int(time.time()) + 86400)}, A_EVENTS),
     ({"endpoint": "/a/{id}"}, A_EVENTS),
     ({"consumer": "alice-of-a"}, A_EVENTS),
@@ -160,7 +166,7 @@ def test_a_token_reads_nothing_of_another_project(two: Two, path: str) -> None:
             assert r.status == 200, (params, more, r.body[:300])
             _nothing_of_b(path, r)
             assert _requests_in(path, r) == expected, (params, more)
-    # and B's own token does see B: the markers above would have been found
+    # and B's own token does see B (40 events in the last 24 hours): the markers above would have been found
     r = two.read(path, {"format": "json"} if path == "/v1/export" else {}, token=two.b_token)
     assert r.status == 200 and _requests_in(path, r) == 40
     if path not in ("/v1/overview", "/v1/status-codes"):
@@ -240,7 +246,7 @@ def _tables_intact(two: Two) -> None:
         names = {p.name for p in store.list_projects()}
         assert two.a.project.name in names and len(names) >= 2
         assert store.count_events(two.a.project.id) >= A_EVENTS
-        assert store.count_events(two.b_project_id) == 40
+        assert store.count_events(two.b_project_id) == 50
         assert store.authenticate(two.a.token, "read") == two.a.project.id
         assert store.authenticate(two.b_key, "ingest") == two.b_project_id
     finally:

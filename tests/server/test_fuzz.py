@@ -36,7 +36,9 @@ requests = pytest.importorskip("requests")
 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
+from requests import Response as HttpResponse  # noqa: E402
+from requests import Session  # noqa: E402
+from schemathesis import Case, GenerationMode  # noqa: E402
 from schemathesis.core import NotSet  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
@@ -51,6 +53,8 @@ from tests.server.support import event, free_port, http  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
+#: A generated case of any operation of the document (schemathesis types operations by four parameters).
+ApiCase = Case[Any]
 SCHEMA = schemathesis.openapi.from_dict(SPEC)
 INGEST = SCHEMA["/v1/events"]["POST"]
 READS = [SCHEMA[path]["GET"] for path in SPEC["paths"] if path.startswith("/v1/") and path != "/v1/events"]
@@ -80,7 +84,7 @@ class Served:
     project_id: int
     key: str
     token: str
-    session: Any
+    session: Session
     rss_after_warmup: int = 0
     acknowledged: int = 0
     stored_batch_ids: set[str] = field(default_factory=set)
@@ -93,13 +97,13 @@ class Served:
                 return int(line.split()[1]) * 1024
         raise AssertionError(f"no {kind} in /proc/PID/status")
 
-    def ingest(self, body: bytes, headers: dict[str, str]) -> Any:
+    def ingest(self, body: bytes, headers: dict[str, str]) -> HttpResponse:
         h = {"content-type": "application/json", "x-api-key": self.key, **headers}
         r = self.session.post(self.url + "/v1/events", data=body, headers=h, timeout=30)
         self.count(r, h.get("x-peekapi-batch-id"), h.get("x-api-key") == self.key)
         return r
 
-    def count(self, r: Any, batch_id: str | None, right_key: bool) -> None:
+    def count(self, r: HttpResponse, batch_id: str | None, right_key: bool) -> None:
         """Adds what a 200 acknowledged to ``acknowledged`` (a batch id already stored is not stored again)."""
         if r.status_code != 200:
             return
@@ -112,7 +116,7 @@ class Served:
             self.stored_batch_ids.add(bid)
         self.acknowledged += accepted
 
-    def read(self, path: str, **params: object) -> Any:
+    def read(self, path: str, **params: str | int) -> HttpResponse:
         return self.session.get(
             self.url + path, params=params, headers={"authorization": f"Bearer {self.token}"}, timeout=60
         )
@@ -166,7 +170,7 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             stdout=out,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    session = requests.Session()
+    session = Session()
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_until_up(url, proc)
@@ -187,23 +191,24 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 # -- sending a generated case ------------------------------------------------------------------------------------
 
 
-def _headers(case: Any, credential: dict[str, str]) -> dict[str, str]:
+def _headers(case: ApiCase, credential: dict[str, str]) -> dict[str, str]:
     """The case's headers without its generated credentials, plus ``credential``."""
     drop = {"x-api-key", "authorization"}
     headers = {str(k): str(v) for k, v in (case.headers or {}).items() if str(k).lower() not in drop}
     return {**headers, **credential}
 
 
-def _body(case: Any, compress: bool) -> bytes | None:
+def _body(case: ApiCase, compress: bool) -> bytes | None:
     """The case's body as sent: JSON (gzip-compressed when its Content-Encoding says so and ``compress``)."""
     if isinstance(case.body, NotSet):
         return None
     raw = case.body if isinstance(case.body, bytes) else json.dumps(case.body).encode()
-    encoding = str((case.headers or {}).get("Content-Encoding", "")).strip().lower()
+    headers: dict[str, object] = dict(case.headers or {})
+    encoding = str(headers.get("Content-Encoding", "")).strip().lower()
     return gzip.compress(raw) if compress and encoding in ("gzip", "x-gzip") else raw
 
 
-def _send(s: Served, case: Any, credential: dict[str, str], compress: bool = True) -> Any:
+def _send(s: Served, case: ApiCase, credential: dict[str, str], compress: bool = True) -> HttpResponse:
     """Sends ``case`` with ``credential``; rejects (for Hypothesis) a case no HTTP client can send."""
     headers = _headers(case, credential)
     body = _body(case, compress)
@@ -223,7 +228,7 @@ def _send(s: Served, case: Any, credential: dict[str, str], compress: bool = Tru
     return r
 
 
-def _check(case: Any, r: Any) -> None:
+def _check(case: ApiCase, r: HttpResponse) -> None:
     """No 5xx except 503 with Retry-After; the answer is what the OpenAPI document says."""
     assert r.status_code < 500 or (r.status_code == 503 and r.headers.get("retry-after")), (
         f"{case.method} {case.formatted_path} answered {r.status_code}: {r.text[:500]}"
@@ -231,7 +236,7 @@ def _check(case: Any, r: Any) -> None:
     case.validate_response(r, checks=CHECKS)
 
 
-def _check_ingest(s: Served, case: Any, r: Any, right_key: bool) -> None:
+def _check_ingest(s: Served, case: ApiCase, r: HttpResponse, right_key: bool) -> None:
     _check(case, r)
     s.count(r, _headers(case, {}).get("x-peekapi-batch-id"), right_key)
     if r.status_code == 200 and isinstance(case.body, list):
@@ -244,7 +249,7 @@ def _check_ingest(s: Served, case: Any, r: Any, right_key: bool) -> None:
 
 @FUZZ
 @given(case=INGEST.as_strategy(generation_mode=GenerationMode.POSITIVE))
-def test_ingest_accepts_every_valid_batch(served: Served, case: Any) -> None:
+def test_ingest_accepts_every_valid_batch(served: Served, case: ApiCase) -> None:
     r = _send(served, case, {"x-api-key": served.key})
     _check_ingest(served, case, r, right_key=True)
     # a schema-valid batch with a valid key is acknowledged (or deferred with Retry-After), never refused
@@ -253,7 +258,7 @@ def test_ingest_accepts_every_valid_batch(served: Served, case: Any) -> None:
 
 @FUZZ
 @given(case=INGEST.as_strategy(generation_mode=GenerationMode.NEGATIVE), compress=st.booleans())
-def test_ingest_survives_invalid_batches(served: Served, case: Any, compress: bool) -> None:
+def test_ingest_survives_invalid_batches(served: Served, case: ApiCase, compress: bool) -> None:
     r = _send(served, case, {"x-api-key": served.key}, compress)
     _check_ingest(served, case, r, right_key=True)
 
@@ -263,7 +268,7 @@ def test_ingest_survives_invalid_batches(served: Served, case: Any, compress: bo
     case=INGEST.as_strategy(generation_mode=GenerationMode.POSITIVE),
     key=st.sampled_from(["none", "wrong", "token"]),
 )
-def test_ingest_refuses_wrong_credentials(served: Served, case: Any, key: str) -> None:
+def test_ingest_refuses_wrong_credentials(served: Served, case: ApiCase, key: str) -> None:
     credential = {"none": {}, "wrong": {"x-api-key": "ak_live_" + "x" * 32}, "token": {"x-api-key": served.token}}
     r = _send(served, case, credential[key])
     _check_ingest(served, case, r, right_key=False)
@@ -272,7 +277,7 @@ def test_ingest_refuses_wrong_credentials(served: Served, case: Any, key: str) -
 
 @FUZZ
 @given(case=st.one_of(*(op.as_strategy(generation_mode=GenerationMode.POSITIVE) for op in READS)))
-def test_reads_answer_valid_queries(served: Served, case: Any) -> None:
+def test_reads_answer_valid_queries(served: Served, case: ApiCase) -> None:
     r = _send(served, case, {"authorization": f"Bearer {served.token}"})
     _check(case, r)
     assert r.status_code in (200, 400), r.text
@@ -286,7 +291,7 @@ def test_reads_answer_valid_queries(served: Served, case: Any) -> None:
 
 @FUZZ
 @given(case=st.one_of(*(op.as_strategy(generation_mode=GenerationMode.NEGATIVE) for op in READS)))
-def test_reads_refuse_invalid_queries(served: Served, case: Any) -> None:
+def test_reads_refuse_invalid_queries(served: Served, case: ApiCase) -> None:
     r = _send(served, case, {"authorization": f"Bearer {served.token}"})
     _check(case, r)
     assert r.status_code in (200, 400), r.text
@@ -320,7 +325,7 @@ def test_reads_survive_any_text_in_any_parameter(served: Served, data: st.DataOb
     case=st.one_of(*(op.as_strategy(generation_mode=GenerationMode.POSITIVE) for op in READS)),
     credential=st.sampled_from(["none", "wrong", "key", "basic"]),
 )
-def test_reads_refuse_wrong_credentials(served: Served, case: Any, credential: str) -> None:
+def test_reads_refuse_wrong_credentials(served: Served, case: ApiCase, credential: str) -> None:
     headers = {
         "none": {},
         "wrong": {"authorization": "Bearer rt_" + "x" * 32},
@@ -449,9 +454,9 @@ def _stored(s: Served) -> Stored:
     import psycopg
 
     with psycopg.connect(s.db_url) as pg:
-        events = [tuple(r) for r in pg.execute(events_sql).fetchall()]  # type: ignore[arg-type]
-        names = [str(r[0]) for r in pg.execute(names_sql).fetchall()]  # type: ignore[arg-type]
-        counts = {t: int(pg.execute(q).fetchone()[0]) for t, q in sums.items()}  # type: ignore[arg-type,index]
+        events = [tuple(r) for r in pg.execute(events_sql).fetchall()]
+        names = [str(r[0]) for r in pg.execute(names_sql).fetchall()]
+        counts = {t: int(pg.execute(q).fetchone()[0]) for t, q in sums.items()}  # type: ignore[index]
     return Stored(events, names, counts)
 
 
