@@ -369,6 +369,14 @@ class SqlStore(ReadQueries):
         Aggregation happens inside the database; rows are upserted in key order so concurrent writers
         (PostgreSQL) always lock rollup rows in the same order and cannot deadlock.
         """
+        # The view marks of the projects written are locked for share before any rollup row: a maintenance run
+        # moving one waits for this transaction, and the other way round (this transaction then sees the moved
+        # mark and adds its events before it to the views itself, below).
+        tx.rows(
+            f"SELECT upto FROM view_marks WHERE project_id IN (SELECT project_id FROM (SELECT * FROM {source}) AS src)"
+            f" ORDER BY project_id{self.share_lock}",
+            params,
+        )
         upserts = {table: self._upsert_sql(table) for table in TABLES}
 
         def insert(table: str, select: str, params: Sequence[object] = ()) -> None:
@@ -423,15 +431,7 @@ class SqlStore(ReadQueries):
             f"SELECT project_id, {hour}, ts, endpoint_id, {sums} FROM peekapi_endpoints"
             " GROUP BY project_id, endpoint_id, ts ORDER BY project_id, endpoint_id, ts",
         )
-        # the views get the events before their project's mark (usually none: see schema version 4). The marks
-        # are locked for share first, so a maintenance run moving one waits for this transaction, and the other
-        # way round (this transaction then sees the moved mark and adds its events to the views itself).
         src = f"(SELECT * FROM {source}) AS src"
-        tx.rows(
-            f"SELECT upto FROM view_marks WHERE project_id IN (SELECT project_id FROM {src})"
-            f" ORDER BY project_id{self.share_lock}",
-            params,
-        )
         tx.run(render(_VIEWS_TABLE, self.dialect))
         tx.run("DELETE FROM peekapi_views")
         group = (
@@ -498,10 +498,14 @@ class SqlStore(ReadQueries):
                 events_deleted += deleted
                 if deleted < delete_chunk:
                     break
+            # the views first (compaction reads what they add), in a transaction of its own: writers of the project
+            # wait for it (see rollup_from), so it is kept short
+            with self._tx(True) as tx:
+                if self._lock(tx, f"maintain:{project.id}", False):
+                    self.refresh_views(tx, project.id, now)
             with self._tx(True) as tx:
                 if not self._lock(tx, f"maintain:{project.id}", False):
                     continue
-                self.refresh_views(tx, project.id, now)  # before compaction: it reads minute rows
                 hour_cut = (now - compact_minutes_after) // HOUR * HOUR
                 day_cut = (now - compact_hours_after) // DAY * DAY
                 for table in TABLES:
