@@ -283,6 +283,27 @@ MIGRATIONS.append(
     ]
 )
 
+# version 5: dashboard users (``password_hash`` is scrypt's encoded form, parameters and salt included) and their
+# server-side sessions (``token_hash``: SHA-256 of the cookie's token; ``csrf``: the session's form token).
+MIGRATIONS.append(
+    [
+        """CREATE TABLE users (
+            id {id},
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created_at {big} NOT NULL
+        )""",
+        """CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id {big} NOT NULL REFERENCES users(id),
+            csrf TEXT NOT NULL,
+            created_at {big} NOT NULL,
+            expires_at {big} NOT NULL
+        )""",
+        "CREATE INDEX sessions_expires ON sessions (expires_at)",
+    ]
+)
+
 _TYPES: dict[Dialect, dict[str, str]] = {
     "sqlite": {"id": "INTEGER PRIMARY KEY", "big": "INTEGER", "float": "REAL", "without_rowid": " WITHOUT ROWID"},
     "postgres": {
