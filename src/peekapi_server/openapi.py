@@ -99,7 +99,9 @@ _UNAUTHORISED = _error_response(
     "No read token, or an unknown or revoked one (ingest keys cannot read).",
     {"WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": "Bearer"}}},
 )
-_BAD_QUERY = _error_response("A query parameter is unknown, holds NUL, or has an invalid value; `error` names it.")
+_BAD_QUERY = _error_response(
+    "A query parameter is unknown, given twice, holds NUL, or has an invalid value; `error` names it."
+)
 
 
 def _read(

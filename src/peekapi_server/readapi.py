@@ -5,8 +5,9 @@ Every endpoint takes ``Authorization: Bearer <read token>`` (ingest keys are ref
 ``method``, ``consumer``, ``status_class`` (``1``..``5`` or ``1xx``..``5xx``) and ``limit``; the overview also
 ``interval``, the export ``format``. See :mod:`.openapi` for each one.
 
-A parameter that is not one of the endpoint's, a value holding NUL, or a value that cannot be understood answers
-``400`` with an ``error`` naming the parameter. Every value reaches the database as a bound parameter.
+A parameter that is not one of the endpoint's or is given twice, a value holding NUL, or a value that cannot be
+understood answers ``400`` with an ``error`` naming the parameter. Every value reaches the database as a bound
+parameter.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def parse_query(
     for name, value in p.multi_items():
         if "\x00" in value:
             raise BadQuery(f"{name} must not contain NUL characters")
+        if len(p.getlist(name)) > 1:
+            raise BadQuery(f"{name} is given more than once")
     end = _time(p["to"], "to") if "to" in p else int(time.time()) + 1
     start = _time(p["from"], "from") if "from" in p else end - DAY
     if start >= end:

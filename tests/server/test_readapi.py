@@ -158,6 +158,12 @@ def test_parameters_of_other_endpoints_are_unknown(collector: Collector) -> None
     assert "'format'" in collector.get("/v1/overview?format=csv").json()["error"]
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_parameter_given_twice_is_400(collector: Collector, path: str) -> None:
+    r = collector.get(f"{path}?consumer=alice&consumer=bob")
+    assert r.status == 400 and "consumer is given more than once" in r.json()["error"]
+
+
 def test_an_unknown_parameter_needs_a_token_first(collector: Collector) -> None:
     assert http("GET", collector.url + "/v1/overview?nope=1").status == 401
 
