@@ -9,9 +9,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from peekapi_server.events import Event
+
+if TYPE_CHECKING:
+    from .users import Session, User
 
 CredentialKind = Literal["ingest", "read"]
 JsonDict = dict[str, Any]
@@ -201,3 +204,36 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_events(self, project_id: int) -> int:
         """How many raw events the project holds (for tests and operators)."""
+
+    # -- dashboard users, sessions and settings (SQL in :mod:`.users`) ------------------------------
+    @abc.abstractmethod
+    def create_user(self, name: str, password_hash: str) -> User:
+        """Adds a dashboard user; :class:`StoreError` when the name is taken or invalid."""
+
+    @abc.abstractmethod
+    def get_user(self, name: str) -> User | None:
+        """The user called ``name``, else ``None``."""
+
+    @abc.abstractmethod
+    def set_user_password(self, name: str, password_hash: str) -> None:
+        """Replaces a user's password hash and ends their sessions; :class:`StoreError` for an unknown user."""
+
+    @abc.abstractmethod
+    def count_users(self) -> int:
+        """How many dashboard users exist."""
+
+    @abc.abstractmethod
+    def create_session(self, token_hash: str, user_id: int, csrf: str, expires_at: int) -> None:
+        """Stores a dashboard session under the SHA-256 of its token (expired sessions are deleted)."""
+
+    @abc.abstractmethod
+    def get_session(self, token_hash: str) -> Session | None:
+        """The unexpired session with this token hash, else ``None``."""
+
+    @abc.abstractmethod
+    def delete_session(self, token_hash: str) -> None:
+        """Ends a session."""
+
+    @abc.abstractmethod
+    def set_retention(self, project: str, raw_retention_days: int, rollup_retention_days: int) -> Project:
+        """Sets a project's retention (days, 1..36500 each); :class:`StoreError` for bad values or no project."""

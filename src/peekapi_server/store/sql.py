@@ -16,6 +16,7 @@ from typing import Any
 
 from peekapi_server import histogram
 
+from . import users
 from .base import (
     DAY,
     HOUR,
@@ -33,6 +34,7 @@ from .reads import ReadQueries
 from .schema import MIGRATIONS as _MIGRATIONS
 from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render, view_fill, view_tables
 from .tx import Tx
+from .users import Session, User
 
 OTHER_METHOD = "*"
 OTHER_ROUTE = "(other)"
@@ -540,6 +542,41 @@ class SqlStore(ReadQueries):
         upsert = self._upsert_sql(table)
         tail = upsert[upsert.index(" ON CONFLICT") :]
         return cols, select, tail
+
+    # -- dashboard users, sessions and settings -----------------------------------------------------
+    def create_user(self, name: str, password_hash: str) -> User:
+        with self._tx(True) as tx:
+            return users.create_user(tx, name, password_hash, int(time.time()))
+
+    def get_user(self, name: str) -> User | None:
+        with self._tx(False) as tx:
+            return users.get_user(tx, name)
+
+    def set_user_password(self, name: str, password_hash: str) -> None:
+        with self._tx(True) as tx:
+            users.set_user_password(tx, name, password_hash)
+
+    def count_users(self) -> int:
+        with self._tx(False) as tx:
+            return users.count_users(tx)
+
+    def create_session(self, token_hash: str, user_id: int, csrf: str, expires_at: int) -> None:
+        with self._tx(True) as tx:
+            users.create_session(tx, token_hash, user_id, csrf, now=int(time.time()), expires_at=expires_at)
+
+    def get_session(self, token_hash: str) -> Session | None:
+        with self._tx(False) as tx:
+            return users.get_session(tx, token_hash, int(time.time()))
+
+    def delete_session(self, token_hash: str) -> None:
+        with self._tx(True) as tx:
+            users.delete_session(tx, token_hash)
+
+    def set_retention(self, project: str, raw_retention_days: int, rollup_retention_days: int) -> Project:
+        p = self.get_project(project)
+        with self._tx(True) as tx:
+            users.set_retention(tx, p.id, raw_retention_days, rollup_retention_days)
+        return self.get_project(project)
 
     def count_events(self, project_id: int) -> int:
         with self._tx(False) as tx:
