@@ -36,7 +36,8 @@ def _query(name: str, description: str, schema: JsonSchema) -> JsonSchema:
 
 def _filters(max_limit: int, default_limit: int) -> list[JsonSchema]:
     return [
-        _query("from", "Start (inclusive): epoch seconds or ISO-8601, 1970..9999. Default: `to` - 24 h.", _TIME),
+        _query("from", "Start (inclusive): epoch seconds or ISO-8601, 1970..9999, at most 400 days before `to` "
+               "(which defaults to now). Default: `to` - 24 h.", _TIME),
         _query("to", "End (exclusive): epoch seconds or ISO-8601, 1970..9999. Default: now. At most 400 days "
                "after `from`.", _TIME),
         _query("endpoint", "Only this route, e.g. `/users/{id}`.", _NUL_FREE),
@@ -195,8 +196,9 @@ _INGEST: JsonSchema = {
                 "name": "x-peekapi-batch-id",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "maxLength": 200},
-                "description": "Idempotency key (longer ones are cut to 200 characters).",
+                "schema": {"type": "string"},
+                "description": "Idempotency key: its first 200 characters, spaces around it removed, are stored for "
+                "14 days; a batch whose id is already stored is acknowledged and not stored again.",
             },
             {
                 "name": "Content-Encoding",
