@@ -8,6 +8,7 @@ the command handlers, and when it is missing the command says which install comm
     peekapi project list
     peekapi key create PROJECT | key list [--project P] | key revoke ID_OR_PREFIX
     peekapi token create PROJECT | token list [--project P] | token revoke ID_OR_PREFIX
+    peekapi user create NAME [--password-stdin] | user password NAME [--password-stdin]
 
 ``--database`` defaults to ``$PEEKAPI_DATABASE_URL``, else a SQLite file in the per-user data directory.
 """
@@ -158,6 +159,39 @@ def _credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(from_stdin: bool) -> str:
+    """The new password: the first line of stdin, or typed twice at a prompt (not echoed)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Repeat it: ") != first:
+        raise CliError("the two passwords differ")
+    return first
+
+
+def _user(args: argparse.Namespace) -> int:
+    """``user create NAME`` and ``user password NAME``: dashboard accounts, passwords hashed with scrypt."""
+    passwords = _import_server("peekapi_server.dashboard.passwords")
+    password = _read_password(args.password_stdin)
+    try:
+        hashed: str = passwords.hash_password(password)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    store = _open_store(args.database)
+    try:
+        if args.action == "create":
+            store.create_user(args.name, hashed)
+            print(f"created dashboard user {args.name!r}", file=sys.stderr)
+        else:
+            store.set_user_password(args.name, hashed)
+            print(f"changed the password of {args.name!r} (their sessions were ended)", file=sys.stderr)
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(prog="peekapi", description="PeekAPI: the self-hosted collector and its admin.")
@@ -201,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
         rv = csub.add_parser("revoke", parents=[db], help="revoke one by id or prefix")
         rv.add_argument("ident", metavar="ID_OR_PREFIX")
         cmd.set_defaults(handler=_credentials)
+
+    user = sub.add_parser("user", help="manage dashboard users")
+    usub = user.add_subparsers(dest="action", required=True)
+    for action, text in (("create", "create a user"), ("password", "set a user's password")):
+        u = usub.add_parser(action, parents=[db], help=text)
+        u.add_argument("name")
+        u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    user.set_defaults(handler=_user)
     return parser
 
 

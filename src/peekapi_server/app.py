@@ -1,7 +1,11 @@
 """The route table and the application factory.
 
-``create_app()`` builds the ASGI app without side effects; the lifespan opens (and migrates) the store and
-starts the writer and maintenance threads, and on shutdown writes what is queued before closing.
+``create_app()`` builds the ASGI app without side effects; the lifespan opens (and migrates) the store,
+creates the dashboard's first user when there is none (printing its one-time password to stderr) and starts
+the writer and maintenance threads, and on shutdown writes what is queued before closing.
+
+The ingest endpoint, the read API and ``/openapi.json`` come first; everything else is the dashboard
+(:mod:`.dashboard`), mounted under ``/``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from starlette.routing import Route
 
 from . import ingest, readapi
 from .config import ENV_SUMMARY_SECONDS, ServerConfig
+from .dashboard import login as dashboard_login
+from .dashboard import routes as dashboard_routes
 from .openapi import SPEC
 from .runtime import Collector
 from .store import Store
@@ -35,6 +41,7 @@ def create_app(config: ServerConfig | None = None, store: Store | None = None) -
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         collector.start()
         try:
+            dashboard_login.ensure_admin(collector.store)
             yield
         finally:
             collector.stop()
@@ -50,6 +57,7 @@ def create_app(config: ServerConfig | None = None, store: Store | None = None) -
             Route("/v1/events/recent", readapi.recent, methods=["GET"]),
             Route("/v1/export", readapi.export, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            dashboard_routes.mount(),
         ],
         lifespan=lifespan,
     )
