@@ -23,7 +23,7 @@ from peekapi_server.store import Store, StoreError
 from peekapi_server.store.users import Session
 
 from . import passwords
-from .web import SESSION_COOKIE, SESSION_SECONDS, current_session, page, read_form, render, safe_next, store_of
+from .web import SESSION_COOKIE, SESSION_SECONDS, page, read_form, render, safe_next, store_of
 from .web import token_hash as hash_token
 
 LOGIN_CSRF_COOKIE = "peekapi_login_csrf"
@@ -95,10 +95,9 @@ def _login_form(request: Request, status: int = 200, error: str | None = None, n
 
 
 async def login(request: Request) -> Response:
-    """``GET /login`` (the form) and ``POST /login`` (check, rate limit, new session, redirect to ``next``)."""
+    """``GET /login`` (the form, also when logged in: to log in again or as someone else) and ``POST /login``
+    (check, rate limit, new session replacing the browser's old one, redirect to ``next``)."""
     if request.method == "GET":
-        if await current_session(request) is not None:
-            return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
         return _login_form(request)
     form = await read_form(request)
     sent = form.get("csrf", "")
