@@ -97,6 +97,10 @@ def test_overview_draws_the_known_figures(page: Any, dashboard: Dashboard) -> No
     assert t["latency_min_ms"] == 5.0 and t["latency_max_ms"] == 100.0
     assert 5.0 <= t["p50_ms"] <= t["p95_ms"] <= t["p99_ms"] <= 100.0
     assert data["previous"]["totals"]["requests"] == PREVIOUS
+    # the JSON twin holds what the read API answers for the same range
+    view = data["view"]
+    api = dashboard.collector.get(f"/v1/overview?from={view['from']}&to={view['to']}&interval={view['interval']}")
+    assert api.json()["totals"] == t and api.json()["series"] == data["current"]["series"]
     # what the page shows and drew
     assert page.text_content('[data-total="requests"]') == "41"
     assert page.text_content('[data-total="errors_4xx"]') == "4"
@@ -262,6 +266,8 @@ def test_create_and_revoke_an_ingest_key(page: Any, dashboard: Dashboard) -> Non
     page.wait_for_url(f"**project={name}**")
     page.click("#create-ingest")
     page.wait_for_selector("#new-secret")
+    assert urlparse(page.url).path == "/projects"  # htmx swapped the panel in place
+    assert page.console.errors == []
     secret = page.text_content("#new-secret")
     assert secret.startswith("ak_live_")
     shot(page, "projects-new-key")

@@ -58,7 +58,10 @@
     location.assign(location.pathname + "?" + params.toString());
   }
 
-  function drawChart(root, name, xs, series, yValue) {
+  var COUNTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+  function drawChart(root, name, xs, series, yValue, opts2) {
+    opts2 = opts2 || {};
     var el = root.querySelector('[data-chart="' + name + '"]');
     if (!el) return;
     var opts = {
@@ -68,9 +71,11 @@
       cursor: { drag: { x: true, y: false, setScale: false } },
       select: { show: true },
       scales: { x: { time: true } },
-      axes: [{}, { values: function (u, vals) { return vals.map(yValue); }, size: 60 }],
+      axes: [{}, { values: function (u, vals) { return vals.map(yValue); }, size: 60, incrs: opts2.incrs }],
       series: [{ label: "Time (UTC)" }].concat(series.map(function (s) {
+        // points shown where a series has values between gaps (a lone minute would draw no line)
         return { label: s.label, stroke: s.color, width: 2, dash: s.dash, fill: s.fill, spanGaps: false,
+                 points: opts2.points ? { show: true, size: 5, fill: s.color } : undefined,
                  value: function (u, v) { return v === null || v === undefined ? "-" : yValue(v); } };
       })),
       hooks: { setSelect: [zoomTo] },
@@ -118,16 +123,16 @@
     drawChart(root, "requests", xs, [
       { label: "Requests", values: col(cur.series, "requests"), color: "#2563eb", fill: "rgba(37,99,235,0.12)" },
       { label: "Previous period", values: prevReq, color: "#9ca3af", dash: [6, 4] },
-    ], function (v) { return NUM.format(v); });
+    ], function (v) { return NUM.format(v); }, { incrs: COUNTS });
     drawChart(root, "errors", xs, [
       { label: "4xx %", values: rate("errors_4xx"), color: "#d97706" },
       { label: "5xx %", values: rate("errors_5xx"), color: "#dc2626" },
-    ], function (v) { return v.toFixed(1) + "%"; });
+    ], function (v) { return v.toFixed(1) + "%"; }, { points: true });
     drawChart(root, "latency", xs, [
       { label: "p50", values: col(cur.series, "p50_ms"), color: "#16a34a" },
       { label: "p95", values: col(cur.series, "p95_ms"), color: "#d97706" },
       { label: "p99", values: col(cur.series, "p99_ms"), color: "#dc2626" },
-    ], function (v) { return NUM.format(v) + " ms"; });
+    ], function (v) { return NUM.format(v) + " ms"; }, { points: true });
     drawChart(root, "bytes", xs, [
       { label: "In", values: col(cur.series, "bytes_in"), color: "#7c3aed" },
       { label: "Out", values: col(cur.series, "bytes_out"), color: "#0891b2" },
@@ -184,9 +189,15 @@
       if (!paused) missed = 0;
       status.textContent = paused ? "paused" : "live";
     });
-    function cell(tr, value, cls) {
+    function cell(tr, value, cls, inner) {
       var td = document.createElement("td");
-      td.textContent = value === null || value === undefined ? "" : String(value);
+      var target = td;
+      if (inner) {
+        target = document.createElement("span");
+        target.className = inner;
+        td.appendChild(target);
+      }
+      target.textContent = value === null || value === undefined ? "" : String(value);
       if (cls) td.className = cls;
       tr.appendChild(td);
     }
@@ -198,8 +209,8 @@
       if (paused) { missed++; status.textContent = "paused (" + missed + " new)"; return; }
       var tr = document.createElement("tr");
       tr.dataset.id = String(e.id);
-      cell(tr, new Date(e.ts_ms).toISOString().replace("T", " ").slice(0, 23));
-      cell(tr, e.method, "method");
+      cell(tr, new Date(e.ts_ms).toISOString().replace("T", " ").slice(0, 19), "time");
+      cell(tr, e.method, "", "method");
       cell(tr, e.path, "path");
       cell(tr, e.route, "route");
       cell(tr, e.status_code, "num status s" + String(e.status_code).charAt(0));
