@@ -21,7 +21,10 @@ pytest.importorskip("starlette")
 pytest.importorskip("jinja2")
 
 from peekapi_server.dashboard.passwords import hash_password
+from tests.server.conftest import db_url, pg_url, store
 from tests.server.support import Collector, start_collector
+
+__all__ = ["db_url", "pg_url", "store"]  # the collector tests' engine fixtures, used here too
 
 CHROMIUM = Path(os.environ.get("PEEKAPI_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -122,10 +125,14 @@ class Dashboard:
     project: str
 
 
-@pytest.fixture(scope="session")
-def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    db = tmp_path_factory.mktemp("dashboard") / "peekapi.db"
-    c = start_collector(f"sqlite:///{db}")
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def dashboard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
+    """The collector on each engine: SQLite, and PostgreSQL where ``PEEKAPI_TEST_POSTGRES_URL`` is set."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('dashboard') / 'peekapi.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    c = start_collector(url)
     try:
         c.store.create_user(USER, hash_password(PASSWORD))
         r = c.post(known_events(time.time()))
