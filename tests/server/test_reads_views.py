@@ -177,15 +177,16 @@ def test_views_answer_as_the_full_dimension_tables(store: Store, project: Projec
 def test_migration_backfills_the_views(store: Store, project: Project) -> None:
     store.write_batches([Batch(project.id, None, make_events(2000, 31, ts=NOW - 2 * DAY, spread=2 * DAY))])
     assert isinstance(store, SqlStore)
-    # the database as a version-3 collector left it, then version 4's statements, exactly as migrate() runs them
+    # the database as a version-3 collector left it, then versions 4 and 6 (the views), as migrate() runs them
     with store.transaction() as tx:
         for name in VIEWS:
             for table, _, _ in view_tables(name):
                 tx.run(f"DROP TABLE {table}")
         tx.run("DROP TABLE view_marks")
     assert any("CREATE TABLE view_marks" in statement for statement in MIGRATIONS[3])  # version 4
+    assert any("CREATE TABLE rollup_consumers_minutes" in statement for statement in MIGRATIONS[5])  # version 6
     with store.transaction() as tx:
-        for statement in MIGRATIONS[3]:
+        for statement in (*MIGRATIONS[3], *MIGRATIONS[5]):
             tx.run(render(statement, store.dialect))
     assert view_rows(store, project.id) > 0
     marks = rows(store, "SELECT upto FROM view_marks WHERE project_id = ?", (project.id,))

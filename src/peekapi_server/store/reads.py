@@ -25,7 +25,7 @@ from typing import Any
 from peekapi_server import histogram
 
 from .base import DAY, HOUR, MINUTE, JsonDict, ReadQuery, Store
-from .schema import VIEWS
+from .schema import MINUTE_VIEWS, VIEWS
 from .tx import Row, Tx
 
 _QS = (0.5, 0.95, 0.99)
@@ -226,6 +226,22 @@ class ReadQueries(Store):
         view = _VIEW_FOR.get((dim, group)) if one and hours else None
         fine = ("hist" if hist else "rollups") if q.filtered or group else ("hist_totals" if hist else "rollup_totals")
         minute = f"SELECT {cols} FROM {fine} WHERE {_IN_RANGE}{f.sql}"
+        by_minute = _VIEW_FOR.get((dim, group)) if one and dim is not None and not hours else None
+        if by_minute in MINUTE_VIEWS:  # a minute series of one dimension: its minute mtable before the mark
+            found = tx.rows("SELECT upto FROM view_marks WHERE project_id = ?", (project_id,))
+            mark = min(max(int(found[0][0]) if found else 0, q.start), q.end)
+            mlead: tuple[str, list[object]] = (
+                (" AND method = ?", [f.method]) if dim == "method" else (f.view_sql, f.view_params)
+            )
+            mtable = f"{'hist' if hist else 'rollup'}_{by_minute}_minutes"
+            pieces = [(f"SELECT {cols} FROM {mtable} WHERE {_IN_RANGE}{mlead[0]}", [q.start, mark, *mlead[1]])]
+            pieces.append((minute, [mark, q.end, *f.params]))
+            bounds = [(q.start, mark), (mark, q.end)]  # the two pieces' time ranges
+            pieces = [(sql, [project_id, *p]) for (sql, p), (lo, hi) in zip(pieces, bounds, strict=True) if lo < hi]
+            if len(pieces) == 1:
+                return pieces[0]
+            union = " UNION ALL ".join(sql for sql, _ in pieces)
+            return f"SELECT * FROM ({union}) AS parts", [x for _, p in pieces for x in p]
         if view is None:
             return minute, [project_id, q.start, q.end, *f.params]
         kind = 1 if hist else 0

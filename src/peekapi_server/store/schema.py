@@ -207,12 +207,21 @@ _DIM_TYPES = {"endpoint_id": "{big}", "consumer_id": "{big}", "status_code": "IN
 _SUM_VALUES = "SUM(n), SUM(err4), SUM(err5), SUM(lat_sum), MIN(lat_min), MAX(lat_max), SUM(bytes_in), SUM(bytes_out)"
 
 
-def view_tables(name: str) -> list[tuple[str, bool, int]]:
-    """The tables of view ``name``: (table, whether a histogram, resolution: 3600 = hours and coarser, or days)."""
+#: Views that also keep a minute table (version 6): ``rollup_{name}_minutes``/``hist_{name}_minutes`` hold rows
+#: of every resolution as ``rollups`` does (minute rows, compacted alike), for minute series filtered by the
+#: view's one dimension.
+MINUTE_VIEWS = ("consumers", "statuses", "methods")
+
+
+def view_tables(name: str, levels: tuple[int, ...] = (60, 3600, 86400)) -> list[tuple[str, bool, int]]:
+    """The tables of view ``name`` among ``levels``: (table, whether a histogram, resolution: 60 = as
+    ``rollups``, 3600 = hours and coarser, 86400 = days)."""
     _, hist, hourly = VIEWS[name]
     out = []
-    for res, suffix in ((3600, ""), (86400, "_days")):
-        if res == 86400 or hourly:
+    for res, suffix in ((60, "_minutes"), (3600, ""), (86400, "_days")):
+        if res not in levels:
+            continue
+        if (res == 86400) or (res == 3600 and hourly) or (res == 60 and name in MINUTE_VIEWS):
             out.append((f"rollup_{name}{suffix}", False, res))
             if hist:
                 out.append((f"hist_{name}{suffix}", True, res))
@@ -220,23 +229,29 @@ def view_tables(name: str) -> list[tuple[str, bool, int]]:
 
 
 def view_fill(
-    name: str, sources: tuple[str, str] = ("rollups", "hist"), where: str = "", res: str = "r.res"
+    name: str,
+    sources: tuple[str, str] = ("rollups", "hist"),
+    where: str = "",
+    res: str = "r.res",
+    levels: tuple[int, ...] = (60, 3600, 86400),
 ) -> list[tuple[str, str]]:
     """(table, SELECT) pairs that add rows of ``sources`` (figures, histograms; aliased ``r``; ``where``: a
-    condition on them with its `` WHERE``; ``res``: their resolution) to view ``name``'s tables, minute rows
-    becoming hour rows (day rows in the day tables); each SELECT gives the table's columns in order, its rows
-    ordered by the table's primary key."""
+    condition on them with its `` WHERE``; ``res``: their resolution) to view ``name``'s tables among ``levels``,
+    minute rows becoming hour rows in the hour tables, day rows in the day tables; each SELECT gives the table's
+    columns in order, its rows ordered by the table's primary key."""
     dims = VIEWS[name][0]
     cols = [("e.method" if d == "method" else f"r.{d}") for d in dims]
     out = []
-    for table, hist, level in view_tables(name):
-        if level == 3600:
+    for table, hist, level in view_tables(name, levels):
+        if level == 60:
+            to_res, to_ts = res, "r.ts"
+        elif level == 3600:
             to_res = f"CASE WHEN {res} = 60 THEN 3600 ELSE {res} END"
             to_ts = f"CASE WHEN {res} = 60 THEN (r.ts / 3600) * 3600 ELSE r.ts END"
         else:
             to_res, to_ts = "86400", "(r.ts / 86400) * 86400"
         join = " JOIN endpoints e ON e.id = r.endpoint_id" if "method" in dims else ""
-        by_res = (to_res,) if level == 3600 else ()  # a bare number in GROUP BY / ORDER BY names a column
+        by_res = () if to_res.isdigit() else (to_res,)  # a bare number in GROUP BY / ORDER BY names a column
         group = ", ".join(("r.project_id", *by_res, to_ts, *cols))
         order = ", ".join(("r.project_id", cols[0], *by_res, to_ts, *cols[1:]))
         figures = "r.bucket, SUM(r.n)" if hist else _SUM_VALUES.replace("(", "(r.")
@@ -251,15 +266,16 @@ def view_fill(
     return out
 
 
-def _view_statements(name: str) -> list[str]:
-    """DDL and backfill of one view."""
+def _view_statements(name: str, levels: tuple[int, ...], where: str = "") -> list[str]:
+    """DDL and backfill (rows of ``rollups``/``hist`` selected by ``where``) of one view's tables among
+    ``levels``."""
     dims = VIEWS[name][0]
     lead, rest = dims[0], dims[1:]
     cols = "".join(f" {d} {_DIM_TYPES[d]} NOT NULL," for d in dims)
     key = ", ".join(("project_id", lead, "res", "ts", *rest))
     head = "project_id {big} NOT NULL, res INTEGER NOT NULL, ts {big} NOT NULL," + cols
     out = []
-    for table, hist, _ in view_tables(name):
+    for table, hist, _ in view_tables(name, levels):
         if hist:
             out.append(
                 f"CREATE TABLE {table} ({head} bucket INTEGER NOT NULL, n {{big}} NOT NULL,"
@@ -267,7 +283,7 @@ def _view_statements(name: str) -> list[str]:
             )
         else:
             out.append(f"CREATE TABLE {table} ({head}{_ROLLUP_COLS}, PRIMARY KEY ({key})){{without_rowid}}")
-    return out + [f"INSERT INTO {table} {select}" for table, select in view_fill(name)]
+    return out + [f"INSERT INTO {table} {select}" for table, select in view_fill(name, where=where, levels=levels)]
 
 
 # version 4: the dimension-first views, so a query filtered by any one dimension reads a small slice. They hold
@@ -279,7 +295,7 @@ MIGRATIONS.append(
         "CREATE TABLE view_marks (project_id {big} PRIMARY KEY, upto {big} NOT NULL)",
         "INSERT INTO view_marks (project_id, upto) SELECT p.id, COALESCE((SELECT (MAX(t.ts) / 3600) * 3600 + 3600"
         " FROM rollup_totals t WHERE t.project_id = p.id), 0) FROM projects p",
-        *(s for name in VIEWS for s in _view_statements(name)),
+        *(s for name in VIEWS for s in _view_statements(name, (3600, 86400))),
     ]
 )
 
@@ -301,6 +317,17 @@ MIGRATIONS.append(
             expires_at {big} NOT NULL
         )""",
         "CREATE INDEX sessions_expires ON sessions (expires_at)",
+    ]
+)
+
+# version 6: minute tables for the views of MINUTE_VIEWS, backfilled with the rows before each project's mark
+MIGRATIONS.append(
+    [
+        s
+        for name in MINUTE_VIEWS
+        for s in _view_statements(
+            name, (60,), " WHERE r.ts < (SELECT m.upto FROM view_marks m WHERE m.project_id = r.project_id)"
+        )
     ]
 )
 
