@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
+import uuid
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlparse
 
 import pytest
 
+from peekapi_server.dashboard.web import safe_next, token_hash
 from tests.server.support import event, http
 
 from .conftest import (
@@ -238,8 +241,9 @@ def test_wire_fields_are_rendered_inert(page: Any, dashboard: Dashboard) -> None
 
 def test_live_page_shows_new_requests_and_pauses(page: Any, dashboard: Dashboard) -> None:
     page.goto(f"{dashboard.url}/live?{qs(dashboard)}")
-    page.wait_for_selector("#live-rows tr")
-    assert page.locator("#live-rows tr").first.locator(".path").text_content() == XSS_PATH  # the newest known event
+    # the stream starts with the stored events, oldest first, each put on top: the newest known one ends on top
+    page.wait_for_function("() => document.querySelectorAll('#live-rows tr').length >= 46")
+    assert page.locator("#live-rows tr").first.locator(".path").text_content() == XSS_PATH
     first = unique("/live")
     assert dashboard.collector.post([event(path=first, route="/live/{id}", consumer_id="carol")]).status == 200
     page.wait_for_function(
@@ -380,3 +384,59 @@ def test_phone_width_screenshots(browser: Any, auth_state: dict[str, Any], dashb
         shot(page, "overview-phone")
     finally:
         context.close()
+
+
+def _stream(dashboard: Dashboard, cookie: str, last_event_id: str | None = None) -> Any:
+    headers = {"cookie": f"peekapi_session={cookie}", "accept": "text/event-stream"}
+    if last_event_id is not None:
+        headers["last-event-id"] = last_event_id
+    req = urllib.request.Request(f"{dashboard.url}/live/stream?{qs(dashboard)}", headers=headers)
+    return urllib.request.urlopen(req, timeout=10)
+
+
+def _events(resp: Any, count: int) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``count`` (id, data) pairs of an event stream."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    ident = ""
+    while len(out) < count:
+        line = resp.readline().decode().rstrip("\n")
+        if line.startswith("id: "):
+            ident = line[4:]
+        elif line.startswith("data: "):
+            out.append((ident, json.loads(line[6:])))
+    return out
+
+
+def test_live_stream_resumes_after_last_event_id_and_ends_at_logout(
+    dashboard: Dashboard, auth_state: dict[str, Any]
+) -> None:
+    # a session of its own, so that ending it does not log the other tests out
+    store = dashboard.collector.store
+    user = store.get_user("tester")
+    assert user is not None
+    cookie = uuid.uuid4().hex * 2
+    store.create_session(token_hash(cookie), user.id, "csrf", int(time.time()) + 600)
+    with _stream(dashboard, cookie) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        stored = min(100, store.count_events(dashboard.collector.project.id))
+        newest_two = _events(resp, stored)[-2:]  # oldest first: the last two are the newest
+    (second_id, _), (newest_id, newest) = newest_two
+    with _stream(dashboard, cookie, second_id) as resp:
+        ident, data = _events(resp, 1)[0]
+        assert (ident, data) == (newest_id, newest)  # nothing before it is sent again
+        store.delete_session(token_hash(cookie))
+        started = time.monotonic()
+        assert resp.read() is not None  # the stream ends once the session is gone
+        assert time.monotonic() - started < 5
+
+
+def test_redirects_stay_on_this_site(dashboard: Dashboard) -> None:
+    for target in ["//evil.example", "/\t/evil.example", "/\\evil.example", "https://evil.example/", "/ x"]:
+        assert safe_next(target) == "/"
+    assert safe_next("/overview?project=a%20b") == "/overview?project=a%20b"
+
+
+def test_endpoint_page_without_endpoint_shows_the_overview(page: Any, dashboard: Dashboard) -> None:
+    page.goto(f"{dashboard.url}/endpoint?{qs(dashboard)}")
+    assert urlparse(page.url).path == "/overview"
+    wait_charts(page)

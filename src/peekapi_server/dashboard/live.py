@@ -1,9 +1,11 @@
 """The live page: requests as they arrive, pushed as server-sent events, newest first, filterable.
 
 ``GET /live/stream`` (with the view's filters) polls the store once a second for events newer than the last
-one sent (by timestamp, then id) and sends each as one ``data:`` line of JSON; the browser adds them as text.
-A stream ends after :data:`STREAM_SECONDS` (the browser's ``EventSource`` reconnects); Starlette cancels it
-when the client leaves.
+one sent (by timestamp, then id) and sends each as one ``data:`` line of JSON, with ``id: TS_MS.ID``; the
+browser adds them as text. A new stream starts with the newest :data:`BATCH` events; a reconnecting
+``EventSource`` sends ``Last-Event-ID`` and gets only what came after it. A stream ends after
+:data:`STREAM_SECONDS` (so a stopping server waits for it at most that long; the browser reconnects) or as
+soon as its session ends (logout); Starlette cancels it when the client leaves.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from peekapi_server.store import ReadQuery
 from peekapi_server.store.base import JsonDict
 from peekapi_server.store.users import Session
 
-from .web import View, base_context, page, project_names, render, store_of, view_of
+from .web import View, base_context, current_session, page, project_names, render, store_of, view_of
 
 POLL_SECONDS = 1.0
-STREAM_SECONDS = 300.0
+STREAM_SECONDS = 15.0
 #: Events sent at most per poll, and shown when the page opens.
 BATCH = 100
 #: How far back a poll looks for events that arrived late (timestamps are the client's).
@@ -75,6 +77,14 @@ async def live_json(request: Request, session: Session) -> Response:
     return JSONResponse({"view": view.as_json(), "events": await run_in_threadpool(_recent, request, view, None)})
 
 
+def _last_event_id(value: str) -> tuple[int, int] | None:
+    """``(ts_ms, id)`` from a ``Last-Event-ID`` of the form ``TS_MS.ID``, else ``None``."""
+    ts, _, ident = value.partition(".")
+    if ts.isascii() and ts.isdigit() and ident.isascii() and ident.isdigit() and len(value) <= 40:
+        return int(ts), int(ident)
+    return None
+
+
 @page
 async def live_stream(request: Request, session: Session) -> Response:
     """``GET /live/stream``: ``text/event-stream`` of new events (oldest of each poll first)."""
@@ -82,20 +92,25 @@ async def live_stream(request: Request, session: Session) -> Response:
     if isinstance(view, Response):
         return view
 
+    last = _last_event_id(request.headers.get("last-event-id", ""))
+
     async def events() -> AsyncIterator[str]:
-        last: tuple[int, int] | None = None
+        nonlocal last
         deadline = time.monotonic() + STREAM_SECONDS
-        yield "retry: 2000\n\n"
+        yield "retry: 1000\n\n"
         while time.monotonic() < deadline:
             rows = await run_in_threadpool(_recent, request, view, None if last is None else last[0])
             fresh = [r for r in rows if last is None or (int(r["ts_ms"]), int(r["id"])) > last]
             for row in reversed(fresh):
-                yield f"data: {json.dumps(row, separators=(',', ':'))}\n\n"
+                event_id = f"{int(row['ts_ms'])}.{int(row['id'])}"
+                yield f"id: {event_id}\ndata: {json.dumps(row, separators=(',', ':'))}\n\n"
             if fresh:
                 newest = fresh[0]
                 last = max(last or (0, 0), (int(newest["ts_ms"]), int(newest["id"])))
             elif last is None:
                 last = (0, 0)
             await asyncio.sleep(POLL_SECONDS)
+            if await current_session(request) is None:
+                return
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"})

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from peekapi_server.store import ReadQuery, Store
 from peekapi_server.store.users import Session
@@ -88,8 +88,8 @@ async def overview_json(request: Request, session: Session) -> Response:
 @page
 async def endpoint_page(request: Request, session: Session) -> Response:
     """``GET /endpoint?endpoint=ROUTE&method=M``: one endpoint's charts, status codes and consumers."""
-    if not request.query_params.get("endpoint"):
-        return render("error.html", 400, message="Which endpoint? The link needs endpoint=ROUTE.")
+    if not request.query_params.get("endpoint"):  # the filter was cleared: the overview shows the rest
+        return RedirectResponse(f"/overview?{request.url.query}", status_code=303)
     return await _page(request, session, "endpoint.html", "endpoints", _endpoint_tables)
 
 
@@ -118,7 +118,7 @@ async def endpoint_json(request: Request, session: Session) -> Response:
 async def consumer_page(request: Request, session: Session) -> Response:
     """``GET /consumer?consumer=ID``: one consumer's charts and the endpoints it calls."""
     if not request.query_params.get("consumer"):
-        return render("error.html", 400, message="Which consumer? The link needs consumer=ID.")
+        return RedirectResponse(f"/overview?{request.url.query}", status_code=303)
     return await _page(request, session, "consumer.html", "consumers", _consumer_tables)
 
 

@@ -153,8 +153,15 @@ def csrf_ok(session: Session, presented: str | None) -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """``target`` when it is a path on this site, else ``/`` (no open redirects)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """``target`` when it is a path on this site, else ``/`` (no open redirects): it must start with one ``/``
+    and hold only printable ASCII without spaces or backslashes (browsers drop tabs and newlines from URLs, so
+    ``/\t/evil.example`` would otherwise become ``//evil.example``)."""
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and all(33 <= ord(c) < 127 and c != "\\" for c in target)
+    ):
         return target
     return "/"
 
