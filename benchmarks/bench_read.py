@@ -1,14 +1,20 @@
-"""Read-API latency: a 30-day overview over 10 million stored events, answered by a running collector.
+"""Read-API latency over 10 million stored events: every read query x one-dimension filter, over HTTP.
 
     python benchmarks/bench_read.py                         # SQLite (a temporary file), 10M events
+    python benchmarks/bench_read.py --keep /tmp/read.json   # keeps the data (/tmp/read.json.db); reused next time
     python benchmarks/bench_read.py --events 1000000        # a quicker run
-    python benchmarks/bench_read.py --database "$PEEKAPI_TEST_POSTGRES_URL"
+    python benchmarks/bench_read.py --database "$PEEKAPI_TEST_POSTGRES_URL" --keep /tmp/read-pg.json
 
-Generates the events straight into the store with SQL (30 days, 50 endpoints, 100 consumers, a long-tailed
-latency), builds their rollups the way the collector does (minute rollups for the last day, hourly ones to
-7 days, daily ones before: as the maintenance job's compaction leaves them), then starts `peekapi serve` and
-times read requests over loopback with keep-alive. Reports the median and p90 of --repeat requests for each
-query. Bounded: data generation is linear in --events (a few minutes for 10M on a 2-core machine).
+Generates the events straight into the store with SQL (30 days, 50 endpoints, all GET, 100 consumers, 5 % 5xx,
+a long-tailed latency), builds their rollups the way the collector does (minute rollups for the last day,
+hourly ones to 7 days, daily ones before: as the maintenance job's compaction leaves them), then starts
+`peekapi serve` (which migrates an older schema first) and times read requests over loopback with keep-alive:
+the overview (30 days in days, 7 days in hours, 24 hours in hours, 6 hours in minutes), the endpoints and
+consumers tables, the status codes and the recent events (30 days and 24 hours each), each unfiltered and
+filtered by endpoint, consumer, method and status class; windows end where the data ends. Prints a table of
+medians (p90) over --repeat requests per cell (fewer once a cell has taken --budget seconds, at least 3).
+Bounded: data generation is linear in --events (a few minutes for 10M on a 2-core machine), the timing at most
+60 cells x (--budget + one request).
 """
 
 from __future__ import annotations
