@@ -58,6 +58,15 @@
     location.assign(location.pathname + "?" + params.toString());
   }
 
+  // Indices of values with no value on either side: drawn as points, since a line needs two.
+  function isolated(u, seriesIdx) {
+    var ys = u.data[seriesIdx], out = [];
+    for (var i = 0; i < ys.length; i++) {
+      if (ys[i] != null && (i === 0 || ys[i - 1] == null) && (i === ys.length - 1 || ys[i + 1] == null)) out.push(i);
+    }
+    return out.length ? out : null;
+  }
+
   var COUNTS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
   function drawChart(root, name, xs, series, yValue, opts2) {
@@ -75,7 +84,7 @@
       series: [{ label: "Time (UTC)" }].concat(series.map(function (s) {
         // points shown where a series has values between gaps (a lone minute would draw no line)
         return { label: s.label, stroke: s.color, width: 2, dash: s.dash, fill: s.fill, spanGaps: false,
-                 points: opts2.points ? { show: true, size: 5, fill: s.color } : undefined,
+                 points: opts2.points ? { show: false, size: 6, fill: s.color, filter: isolated } : undefined,
                  value: function (u, v) { return v === null || v === undefined ? "-" : yValue(v); } };
       })),
       hooks: { setSelect: [zoomTo] },
