@@ -47,6 +47,7 @@ def windows() -> list[tuple[int, int, int]]:
         (NOW - 2 * DAY - 1234, NOW + 60, HOUR),
         (HOUR0 - 3 * DAY, HOUR0 + HOUR, DAY),
         (NOW - 30 * DAY, NOW + 60, DAY),
+        (NOW - 40 * DAY - 77, NOW - 3 * DAY, HOUR),
         (NOW - 5400 - 17, NOW - 100, MINUTE),
         (NOW - 5400 - 17, NOW - 100, HOUR),
         (HOUR0 - 2 * HOUR - 600, HOUR0 - 1800, HOUR),
@@ -160,6 +161,7 @@ def view_rows(store: Store, project_id: int) -> int:
 def test_views_answer_as_the_full_dimension_tables(store: Store, project: Project) -> None:
     old = make_events(3000, 21, ts=NOW - 3 * DAY, spread=3 * DAY - 2 * HOUR)
     store.write_batches([Batch(project.id, None, old)])
+    store.write_batches([Batch(project.id, None, make_events(1500, 24, ts=NOW - 29 * DAY, spread=26 * DAY))])
     assert view_rows(store, project.id) == 0  # written after the mark (0 for a new project): not in the views
     store.maintain(NOW)  # moves the mark to this hour; minute rows older than a day become hours
     assert view_rows(store, project.id) > 0
@@ -177,7 +179,7 @@ def test_views_answer_as_the_full_dimension_tables(store: Store, project: Projec
 def test_migration_backfills_the_views(store: Store, project: Project) -> None:
     store.write_batches([Batch(project.id, None, make_events(2000, 31, ts=NOW - 2 * DAY, spread=2 * DAY))])
     assert isinstance(store, SqlStore)
-    # the database as a version-3 collector left it, then versions 4 and 6 (the views), as migrate() runs them
+    # the database as a version-3 collector left it, then versions 4, 6 and 7 (the views), as migrate() runs them
     with store.transaction() as tx:
         for name in VIEWS:
             for table, _, _ in view_tables(name):
@@ -185,8 +187,9 @@ def test_migration_backfills_the_views(store: Store, project: Project) -> None:
         tx.run("DROP TABLE view_marks")
     assert any("CREATE TABLE view_marks" in statement for statement in MIGRATIONS[3])  # version 4
     assert any("CREATE TABLE rollup_consumers_minutes" in statement for statement in MIGRATIONS[5])  # version 6
+    assert any("CREATE TABLE rollup_consumers_weeks" in statement for statement in MIGRATIONS[6])  # version 7
     with store.transaction() as tx:
-        for statement in (*MIGRATIONS[3], *MIGRATIONS[5]):
+        for statement in (*MIGRATIONS[3], *MIGRATIONS[5], *MIGRATIONS[6]):
             tx.run(render(statement, store.dialect))
     assert view_rows(store, project.id) > 0
     marks = rows(store, "SELECT upto FROM view_marks WHERE project_id = ?", (project.id,))

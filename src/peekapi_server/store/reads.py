@@ -25,7 +25,7 @@ from typing import Any
 from peekapi_server import histogram
 
 from .base import DAY, HOUR, MINUTE, JsonDict, ReadQuery, Store
-from .schema import MINUTE_VIEWS, VIEWS
+from .schema import MINUTE_VIEWS, VIEWS, WEEK
 from .tx import Row, Tx
 
 _QS = (0.5, 0.95, 0.99)
@@ -99,6 +99,7 @@ _VIEW_FOR: dict[tuple[str | None, str | None], str] = {
     ("status_code", "endpoint_id"): "status_endpoints",
     ("status_code", "consumer_id"): "status_consumers",
 }
+_ALWAYS = 1 << 62  #: "available before" of the hour tables written with every write
 #: Hour tables written with every write (the other views' tables hold the rows before the project's mark).
 _COMPLETE_HOURS = {"hours": ("rollup_hours", "hist_hours"), "endpoints": ("rollup_endpoints", "hist_endpoints")}
 
@@ -118,27 +119,23 @@ def _filtered_dimension(q: ReadQuery) -> tuple[bool, str | None]:
     return len(dims) <= 1, (dims[0] if dims else None)
 
 
-def _segments(start: int, end: int, mark: int, days: bool, hours_complete: bool) -> list[tuple[str, int, int]]:
-    """``[start, end)`` cut into (``"day"``, ``"hour"`` or ``"minute"``, from, to) pieces: whole days before the
-    mark from the day tables (when ``days``), whole hours from the hour tables (before the mark unless
-    ``hours_complete``), the rest from the minute-resolution tables."""
-    out: list[tuple[str, int, int]] = []
-    pieces = [(start, end)]
-    if days:
-        first_day, last_day = -(-start // DAY) * DAY, min(end // DAY * DAY, mark // DAY * DAY)
-        if first_day < last_day:
-            out.append(("day", first_day, last_day))
-            pieces = [(start, first_day), (last_day, end)]
-    for lo, hi in pieces:
-        first, last = -(-lo // HOUR) * HOUR, hi // HOUR * HOUR
-        if not hours_complete:
-            last = min(last, mark)
-        if first < last:
-            out.append(("hour", first, last))
-            out += [("minute", a, b) for a, b in ((lo, first), (last, hi)) if a < b]
-        elif lo < hi:
-            out.append(("minute", lo, hi))
-    return out
+def _segments(start: int, end: int, levels: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """``[start, end)`` cut into (level, from, to) pieces: ``levels`` are (name, seconds, available before),
+    coarsest first; each takes the whole periods of its size inside what the coarser ones left, up to where it
+    is available, and ``"minute"`` (the minute-resolution tables) takes the rest."""
+
+    def cover(lo: int, hi: int, i: int) -> list[tuple[str, int, int]]:
+        if lo >= hi:
+            return []
+        if i == len(levels):
+            return [("minute", lo, hi)]
+        name, size, before = levels[i]
+        first, last = -(-lo // size) * size, min(hi // size * size, before // size * size)
+        if first >= last:
+            return cover(lo, hi, i + 1)
+        return [*cover(lo, first, i + 1), (name, first, last), *cover(last, hi, i + 1)]
+
+    return cover(start, end, 0)
 
 
 class _Filter:
@@ -248,6 +245,7 @@ class ReadQueries(Store):
         complete = _COMPLETE_HOURS.get(view)
         hour_table = complete[kind] if complete else f"{'hist' if hist else 'rollup'}_{view}"
         day_table = f"{'hist' if hist else 'rollup'}_{view}_days" if view in VIEWS else None
+        week_table = f"{'hist' if hist else 'rollup'}_{view}_weeks"  # only read where day_table is
         mark = 0
         if complete is None or (days and day_table):
             found = tx.rows("SELECT upto FROM view_marks WHERE project_id = ?", (project_id,))
@@ -255,15 +253,18 @@ class ReadQueries(Store):
         lead = VIEWS[view][0][0] if view in VIEWS else None
         vsql, vparams = (" AND method = ?", [f.method]) if lead == "method" else (f.view_sql, f.view_params)
         parts, params = [], []
-        for level, lo, hi in _segments(q.start, q.end, mark, days and day_table is not None, complete is not None):
+        levels = [("hour", HOUR, _ALWAYS if complete else mark)]
+        if days and day_table is not None:
+            levels[:0] = [("week", WEEK, mark), ("day", DAY, mark)] if group is not None else [("day", DAY, mark)]
+        for level, lo, hi in _segments(q.start, q.end, levels):
             if level == "minute":
                 parts.append(minute)
                 params += [project_id, lo, hi, *f.params]
             else:
-                table = day_table if level == "day" else hour_table
+                table = {"week": week_table, "day": day_table}.get(level, hour_table)
                 parts.append(
                     f"SELECT {cols} FROM {table} WHERE project_id = ?{vsql}"
-                    f" AND res IN ({HOUR}, {DAY}) AND ts >= ? AND ts < ?"
+                    f" AND res IN ({HOUR}, {DAY}, {WEEK}) AND ts >= ? AND ts < ?"
                 )
                 params += [project_id, *vparams, lo, hi]
         if len(parts) == 1:
