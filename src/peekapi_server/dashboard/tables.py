@@ -29,6 +29,8 @@ COLUMNS: dict[str, str] = {
 TABLE_ROWS = 100
 #: Rows that get a sparkline (each costs one overview query).
 SPARKLINE_ROWS = 50
+#: Points per sparkline at most (24 hours: one per hour).
+SPARKLINE_POINTS = 60
 
 
 def sort_rows(rows: list[JsonDict], key: str, descending: bool) -> list[JsonDict]:
@@ -65,7 +67,7 @@ def _sparklines(store: Store, view: View, kind: str, rows: list[JsonDict]) -> li
         else:  # requests without a consumer cannot be filtered on
             out.append([])
             continue
-        series = store.overview(view.project.id, v.query())["series"]
+        series = store.overview(view.project.id, v.query(interval=view.coarse_interval(SPARKLINE_POINTS)))["series"]
         out.append([int(point["requests"]) for point in series])
     return out
 

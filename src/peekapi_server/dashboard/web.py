@@ -254,15 +254,21 @@ class View:
     @property
     def interval(self) -> int:
         """Chart resolution: the finest of 1, 5, 15 minutes, 1, 6, 24 hours giving at most 200 points."""
-        return next((iv for iv in _INTERVALS if self.span // iv <= _MAX_POINTS), DAY)
+        return self.coarse_interval(_MAX_POINTS)
 
-    def query(self, limit: int = 100, previous: bool = False) -> ReadQuery:
-        """The store query for this view (``previous``: the same span just before it)."""
+    def coarse_interval(self, points: int) -> int:
+        """The finest of the chart intervals giving at most ``points`` points (for sparklines: whole hours
+        from a day up, which the store reads from its hour tables)."""
+        return next((iv for iv in _INTERVALS if self.span // iv <= points), DAY)
+
+    def query(self, limit: int = 100, previous: bool = False, interval: int | None = None) -> ReadQuery:
+        """The store query for this view (``previous``: the same span just before it; ``interval``: another
+        series resolution than :attr:`interval`)."""
         start, end = (self.start - self.span, self.start) if previous else (self.start, self.end)
         return ReadQuery(
             start=max(start, 0),
             end=end,
-            interval=self.interval,
+            interval=interval or self.interval,
             endpoint=self.endpoint,
             consumer=self.consumer,
             method=self.method,
