@@ -40,7 +40,7 @@ def _series(store: Store, view: View) -> dict[str, Any]:
 
 def _choices(store: Store, view: View) -> dict[str, Any]:
     """The endpoints and consumers of the range, unfiltered, for the filter menus."""
-    unfiltered = view.with_filters(endpoint=None, method=None, consumer=None, status_class=None)
+    unfiltered = view.filtered()
     q = unfiltered.query(limit=_FILTER_CHOICES)
     return {
         "endpoints": store.endpoints_table(view.project.id, q),

@@ -61,9 +61,13 @@ def _sparklines(store: Store, view: View, kind: str, rows: list[JsonDict]) -> li
     out: list[list[int]] = []
     for row in rows[:SPARKLINE_ROWS]:
         if kind == "endpoints":
-            v = view.with_filters(endpoint=row["route"], method=row["method"])
+            v = view.filtered(
+                endpoint=row["route"], method=row["method"], consumer=view.consumer, status_class=view.status_class
+            )
         elif row["consumer"] is not None:
-            v = view.with_filters(consumer=row["consumer"])
+            v = view.filtered(
+                endpoint=view.endpoint, method=view.method, consumer=row["consumer"], status_class=view.status_class
+            )
         else:  # requests without a consumer cannot be filtered on
             out.append([])
             continue

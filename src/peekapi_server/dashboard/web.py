@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from peekapi_server.runtime import Collector
-from peekapi_server.store import Project, ReadQuery, Store, StoreError
+from peekapi_server.store import Project, ReadQuery, Store
 from peekapi_server.store.base import DAY, HOUR, MINUTE
 from peekapi_server.store.users import Session
 
@@ -301,9 +301,16 @@ class View:
         """:meth:`params` as a URL query string (every value percent-encoded)."""
         return urlencode(self.params(**changes))
 
-    def with_filters(self, **changes: Any) -> View:
-        """This view with some fields replaced."""
-        return replace(self, **changes)
+    def filtered(
+        self,
+        *,
+        endpoint: str | None = None,
+        method: str | None = None,
+        consumer: str | None = None,
+        status_class: int | None = None,
+    ) -> View:
+        """This view (project and range) with exactly these filters."""
+        return replace(self, endpoint=endpoint, method=method, consumer=consumer, status_class=status_class)
 
     def as_json(self) -> dict[str, object]:
         """The view as the JSON twins report it."""
@@ -403,8 +410,3 @@ def base_context(request: Request, session: Session, view: View | None, active: 
 async def project_names(request: Request) -> list[str]:
     """Every project's name, for the project switcher."""
     return [p.name for p in await run_in_threadpool(store_of(request).list_projects)]
-
-
-def store_error(exc: StoreError) -> str:
-    """A store error's message for a page."""
-    return str(exc)
