@@ -143,6 +143,13 @@ def test_filter_by_endpoint(page: Any, dashboard: Dashboard) -> None:
     wait_charts(page)
     assert page.text_content('[data-total="requests"]') == "10"
     shot(page, "overview-filtered")
+    # and by status class on top: the two 503s
+    page.select_option("#filter-status", "5")
+    page.click("#apply-filters")
+    page.wait_for_url("**status_class=5**")
+    wait_charts(page)
+    assert page.text_content('[data-total="requests"]') == "2"
+    assert page.text_content('[data-total="error_rate"]') == "100.00%"
 
 
 def test_drag_on_a_chart_zooms_into_the_url(page: Any, dashboard: Dashboard) -> None:
@@ -180,6 +187,11 @@ def test_endpoints_and_consumers_tables(page: Any, dashboard: Dashboard) -> None
     assert rows.nth(0).locator("[data-spark] svg polyline").count() == 1
     assert rows.nth(0).locator("[data-spark]").get_attribute("data-sum") == "30"
     shot(page, "endpoints")
+    # the JSON twin holds the read API's rows for the same range
+    data = fetch_json(page, f"/endpoints.json?{qs(dashboard)}")
+    view = data["view"]
+    api = dashboard.collector.get(f"/v1/endpoints?from={view['from']}&to={view['to']}").json()["endpoints"]
+    assert data["endpoints"] == api
     # sorted by p95, ascending: the XSS endpoint (5 ms) first, /orders (100 ms) last
     page.click('a[data-sort="p95_ms"]')
     page.wait_for_url("**sort=p95_ms**")
