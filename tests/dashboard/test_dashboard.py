@@ -452,3 +452,22 @@ def test_endpoint_page_without_endpoint_shows_the_overview(page: Any, dashboard:
     page.goto(f"{dashboard.url}/endpoint?{qs(dashboard)}")
     assert urlparse(page.url).path == "/overview"
     wait_charts(page)
+
+
+def test_custom_range_form(page: Any, dashboard: Dashboard) -> None:
+    page.goto(f"{dashboard.url}/overview?{qs(dashboard)}")
+    wait_charts(page)
+    start = (int(time.time()) // 60 - 45) * 60
+    end = start + 20 * 60
+    fmt = "%Y-%m-%dT%H:%M"
+    page.fill("input[name=from]", time.strftime(fmt, time.gmtime(start)))
+    page.fill("input[name=to]", time.strftime(fmt, time.gmtime(end)))
+    page.click("text=Custom range")
+    page.wait_for_url("**from=**")
+    wait_charts(page)
+    data = fetch_json(page, "/overview.json?" + urlparse(page.url).query)
+    assert (data["view"]["range"], data["view"]["from"], data["view"]["to"]) == ("custom", start, end)
+    api = dashboard.collector.get(f"/v1/overview?from={start}&to={end}&interval={data['view']['interval']}").json()
+    assert api["totals"] == data["current"]["totals"]
+    assert page.text_content('[data-total="requests"]') == str(api["totals"]["requests"])
+    assert page.get_attribute("#range-label", "id") and "UTC" in page.text_content("#range-label")
