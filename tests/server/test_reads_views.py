@@ -195,3 +195,54 @@ def test_migration_backfills_the_views(store: Store, project: Project) -> None:
     marks = rows(store, "SELECT upto FROM view_marks WHERE project_id = ?", (project.id,))
     assert int(marks[0][0]) > NOW  # after every stored row
     check_every_read(store, project)
+
+
+def test_recent_events_filtered_by_one_dimension_page_as_a_plain_scan(store: Store, project: Project) -> None:
+    """The scan of recent events starts where the rollups say the newest matches are: every page, rare and
+    absent filters included, equals the same query over every raw event of the range."""
+    store.write_batches([Batch(project.id, None, make_events(2000, 41, ts=NOW - 3 * DAY, spread=3 * DAY))])
+    store.maintain(NOW)
+    store.write_batches([Batch(project.id, None, make_events(300, 42, ts=NOW - 2 * DAY, spread=2 * DAY))])  # late
+    store.write_batches([Batch(project.id, None, make_events(100, 43, ts=HOUR0, spread=max(1, NOW - HOUR0)))])
+    # a rare consumer: three events, far apart
+    rare = make_events(3, 44, ts=NOW - 2 * DAY, spread=2 * DAY)
+    store.write_batches([Batch(project.id, None, [e._replace(consumer="rare") for e in rare])])
+    filters: list[dict[str, Any]] = [
+        {"consumer": "rare"},
+        {"consumer": "alice"},
+        {"status_class": 5},
+        {"status_class": 1},  # none at all
+        {"endpoint": "/orders"},
+        {"method": "POST"},
+        {"consumer": "bob", "status_class": 4},
+    ]
+    for start, end in ((NOW - 3 * DAY - 999, NOW + 60), (NOW - DAY - 1234, NOW - 4000)):
+        for f in filters:
+            ids = {
+                int(r[0])
+                for r in rows(store, "SELECT id, method, route FROM endpoints WHERE project_id = ?", (project.id,))
+                if f.get("endpoint", r[2]) == r[2] and f.get("method", r[1]) == r[1]
+            }
+            want = [
+                (int(r[0]), int(r[1]))
+                for r in rows(
+                    store,
+                    "SELECT e.id, e.ts, e.status_code, c.name, e.endpoint_id FROM events e"
+                    " LEFT JOIN consumers c ON c.id = e.consumer_id"
+                    " WHERE e.project_id = ? AND e.ts >= ? AND e.ts < ? ORDER BY e.ts DESC, e.id DESC",
+                    (project.id, start * 1000, end * 1000),
+                )
+                if int(r[4]) in ids
+                and f.get("consumer", r[3]) == r[3]
+                and ("status_class" not in f or int(r[2]) // 100 == f["status_class"])
+            ]
+            for limit in (1, 7, 50):
+                got: list[tuple[int, int]] = []
+                cursor = None
+                while True:
+                    page = store.recent_events(project.id, ReadQuery(start=start, end=end, limit=limit, **f), cursor)
+                    got += [(int(e["id"]), int(e["ts_ms"])) for e in page]
+                    if len(page) < limit:
+                        break
+                    cursor = (int(page[-1]["ts_ms"]), int(page[-1]["id"]))
+                assert got == want, (start, end, f, limit)

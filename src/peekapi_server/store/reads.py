@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 from peekapi_server import histogram
@@ -377,6 +378,41 @@ class ReadQueries(Store):
             )
         return [{"status_code": int(code), "requests": int(n)} for code, n in rows]
 
+    def _recent_from(self, tx: Tx, project_id: int, q: ReadQuery, before: tuple[int, int] | None) -> int:
+        """Where (epoch ms) the scan for a filtered query's ``q.limit`` newest events may start, from the rollup
+        rows of the filter (so a rare filter does not scan every event of the range): the start of the newest
+        rows wholly inside the range (and before ``before``) that count at least ``q.limit`` matching events,
+        else the start of the oldest row with any (``q.end`` when there is none). ``q.start`` when more than one
+        dimension is filtered. Raw events deleted by retention only make it earlier than it could be."""
+        one, dim = _filtered_dimension(q)
+        if not one or dim is None:
+            return q.start * 1000
+        # rows starting before ``end`` may hold matches; those wholly before ``counted`` hold only events before
+        # the cursor (and inside the range), so only they count towards the limit
+        end = q.end if before is None else max(q.start, min(q.end, before[0] // 1000 + 1))
+        counted = q.end if before is None else min(q.end, before[0] // 1000)
+        f = self._filter(tx, project_id, q)
+        if f is None:
+            return q.end * 1000
+        # from a day earlier: rows that begin before the range and reach into it count as "any" below
+        wider = replace(q, start=q.start - DAY, end=end)
+        src, params = self._source(
+            tx, project_id, wider, f, group=None, cols="ts, res, n", hist=False, hours=True, days=False
+        )
+        rows = tx.rows(f"SELECT ts, res, SUM(n) FROM ({src}) AS src GROUP BY ts, res ORDER BY ts DESC", params)
+        # rows may overlap in time (events written late into an hour already compacted add minute rows to it),
+        # so no row is assumed to end where an older one begins
+        seen, oldest = 0, None
+        for ts, res, n in rows:
+            if int(ts) + int(res) <= q.start:
+                continue  # wholly before the range
+            oldest = int(ts) if oldest is None else min(oldest, int(ts))
+            if seen < q.limit and int(ts) >= q.start and int(ts) + int(res) <= counted:
+                seen += int(n)
+                if seen >= q.limit:
+                    return max(q.start, int(ts)) * 1000
+        return max(q.start, oldest) * 1000 if oldest is not None else q.end * 1000
+
     def recent_events(self, project_id: int, q: ReadQuery, before: tuple[int, int] | None = None) -> list[JsonDict]:
         with self._tx(False) as tx:
             f = self._filters(tx, project_id, q, "e.")
@@ -388,7 +424,7 @@ class ReadQueries(Store):
                 " LEFT JOIN consumers c ON c.id = e.consumer_id"
                 " WHERE e.project_id = ? AND e.ts >= ? AND e.ts < ?" + f[0]
             )
-            params: list[object] = [project_id, q.start * 1000, q.end * 1000, *f[1]]
+            params: list[object] = [project_id, self._recent_from(tx, project_id, q, before), q.end * 1000, *f[1]]
             if before is not None:
                 sql += " AND (e.ts < ? OR (e.ts = ? AND e.id < ?))"
                 params += [before[0], before[0], before[1]]
