@@ -73,7 +73,8 @@ _ENDPOINTS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_endpoints (
     project_id {big}, ts {big}, endpoint_id {big}, bucket INTEGER, n {big}, err4 {big}, err5 {big},
     lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big}, bytes_out {big}
 )"""
-#: Scratch space for the views: the transaction's events per hour x endpoint x consumer x status x bucket.
+#: Scratch space for the views: the transaction's events before their project's view mark, per period of the
+#: rollup resolution x endpoint x consumer x status x bucket.
 _VIEWS_TABLE = """CREATE TEMPORARY TABLE IF NOT EXISTS peekapi_views (
     project_id {big}, ts {big}, endpoint_id {big}, consumer_id {big}, status_code INTEGER, bucket INTEGER,
     n {big}, err4 {big}, err5 {big}, lat_sum {float}, lat_min {float}, lat_max {float}, bytes_in {big},
@@ -369,7 +370,9 @@ class SqlStore(ReadQueries):
         (and to the ``*_hours`` tables at hour resolution, or ``res`` when that is coarser).
 
         Aggregation happens inside the database; rows are upserted in key order so concurrent writers
-        (PostgreSQL) always lock rollup rows in the same order and cannot deadlock.
+        (PostgreSQL) always lock rollup rows in the same order and cannot deadlock. Events before their
+        project's view mark are added to the views too (see schema version 4); the others reach the views when
+        the maintenance job moves the mark.
         """
         # The view marks of the projects written are locked for share before any rollup row: a maintenance run
         # moving one waits for this transaction, and the other way round (this transaction then sees the moved
@@ -461,7 +464,8 @@ class SqlStore(ReadQueries):
 
     def refresh_views(self, tx: Tx, project_id: int, now: int) -> int:
         """Moves the project's view mark to the start of ``now``'s hour, adding the rollup rows in between to
-        the views (in the maintenance job's transaction); returns the seconds added (0 when the mark stays)."""
+        the views, in ``tx`` (the maintenance job gives it a transaction of its own); returns the seconds added
+        (0 when the mark stays)."""
         upto = now // HOUR * HOUR
         rows = tx.rows(f"SELECT upto FROM view_marks WHERE project_id = ?{self.update_lock}", (project_id,))
         if not rows:  # a project created before schema version 4 while another collector migrated
