@@ -127,43 +127,40 @@ def _good() -> str:
     return json.dumps(ev(path="/good"))
 
 
+def _hostile(**fields: str) -> str:
+    """One event's JSON text: ``fields`` are raw JSON fragments over a valid event's."""
+    raw = {"method": '"GET"', "path": '"/x"', "status_code": "200", "response_time_ms": "1", **fields}
+    return "{" + ",".join(f'"{k}":{v}' for k, v in raw.items()) + "}"
+
+
 # Each is one event's JSON text, exactly as a client could send it; every one must be rejected alone.
 HOSTILE = {
-    "lone surrogate in path": r'{"method":"GET","path":"/x\ud800","status_code":200,"response_time_ms":1}',
-    "lone low surrogate in route": r'{"method":"GET","path":"/x","route":"/\udc00","status_code":200,"response_time_ms":1}',
-    "lone surrogate in consumer": r'{"method":"GET","path":"/x","consumer_id":"c\ud834","status_code":200,"response_time_ms":1}',
-    "lone surrogate in a metadata value": r'{"method":"GET","path":"/x","metadata":{"a":"\ud800"},"status_code":200,"response_time_ms":1}',
-    "lone surrogate in a metadata key": r'{"method":"GET","path":"/x","metadata":{"\udfff":1},"status_code":200,"response_time_ms":1}',
-    "surrogate in method": r'{"method":"G\ud800","path":"/x","status_code":200,"response_time_ms":1}',
-    "NUL in path": r'{"method":"GET","path":"/x\u0000y","status_code":200,"response_time_ms":1}',
-    "NUL in route": r'{"method":"GET","path":"/x","route":"\u0000","status_code":200,"response_time_ms":1}',
-    "NUL in consumer": r'{"method":"GET","path":"/x","consumer_id":"\u0000","status_code":200,"response_time_ms":1}',
-    "NUL in method": r'{"method":"GE\u0000T","path":"/x","status_code":200,"response_time_ms":1}',
-    "space in method": '{"method":"GE T","path":"/x","status_code":200,"response_time_ms":1}',
-    "size beyond 64 bits": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"request_size":18446744073709551616}',
-    "size beyond 1 TiB": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"response_size":1099511627777}',
-    "size of 5000 digits": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"response_size":'
-    + "9" * 5000
-    + "}",
-    "latency 1e308": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1e308}',
-    "latency 1e999 (infinity)": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1e999}',
-    "latency NaN": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":NaN}',
-    "latency Infinity": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":Infinity}',
-    "status beyond 64 bits": '{"method":"GET","path":"/x","status_code":1e30,"response_time_ms":1}',
-    "NaN in metadata": '{"method":"GET","path":"/x","metadata":{"a":NaN},"status_code":200,"response_time_ms":1}',
-    "timestamp before 1970": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"1969-12-31T23:59:59Z"}',
-    "timestamp in year 1": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"0001-01-01T00:00:00Z"}',
-    "timestamp after 9999 in UTC": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"9999-12-31T23:59:59-05:00"}',
-    "timestamp in year 10000": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"timestamp":"10000-01-01T00:00:00Z"}',
-    "metadata 40 deep": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"metadata":'
-    + '{"a":' * 40
-    + "1"
-    + "}" * 40
-    + "}",
-    "metadata 500 deep in a list": '{"method":"GET","path":"/x","status_code":200,"response_time_ms":1,"metadata":{"a":'
-    + "[" * 500
-    + "]" * 500
-    + "}}",
+    "lone surrogate in path": _hostile(path='"/x\\ud800"'),
+    "lone low surrogate in route": _hostile(route='"/\\udc00"'),
+    "lone surrogate in consumer": _hostile(consumer_id='"c\\ud834"'),
+    "lone surrogate in a metadata value": _hostile(metadata='{"a":"\\ud800"}'),
+    "lone surrogate in a metadata key": _hostile(metadata='{"\\udfff":1}'),
+    "surrogate in method": _hostile(method='"G\\ud800"'),
+    "NUL in path": _hostile(path='"/x\\u0000y"'),
+    "NUL in route": _hostile(route='"\\u0000"'),
+    "NUL in consumer": _hostile(consumer_id='"\\u0000"'),
+    "NUL in method": _hostile(method='"GE\\u0000T"'),
+    "space in method": _hostile(method='"GE T"'),
+    "size beyond 64 bits": _hostile(request_size="18446744073709551616"),
+    "size beyond 1 TiB": _hostile(response_size="1099511627777"),
+    "size of 5000 digits": _hostile(response_size="9" * 5000),
+    "latency 1e308": _hostile(response_time_ms="1e308"),
+    "latency 1e999 (infinity)": _hostile(response_time_ms="1e999"),
+    "latency NaN": _hostile(response_time_ms="NaN"),
+    "latency Infinity": _hostile(response_time_ms="Infinity"),
+    "status beyond 64 bits": _hostile(status_code="1e30"),
+    "NaN in metadata": _hostile(metadata='{"a":NaN}'),
+    "timestamp before 1970": _hostile(timestamp='"1969-12-31T23:59:59Z"'),
+    "timestamp in year 1": _hostile(timestamp='"0001-01-01T00:00:00Z"'),
+    "timestamp after 9999 in UTC": _hostile(timestamp='"9999-12-31T23:59:59-05:00"'),
+    "timestamp in year 10000": _hostile(timestamp='"10000-01-01T00:00:00Z"'),
+    "metadata 40 deep": _hostile(metadata='{"a":' * 40 + "1" + "}" * 40),
+    "metadata 500 deep in a list": _hostile(metadata='{"a":' + "[" * 500 + "]" * 500 + "}"),
 }
 
 
