@@ -16,6 +16,7 @@ the command handlers, and when it is missing the command says which install comm
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -70,6 +71,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError("--workers must be at least 1")
     if args.workers > 1 and is_sqlite:
         raise CliError("SQLite has one writer: use --workers 1, or --database postgresql://... to scale out")
+    _raise_open_file_limit()
     # Opening the store here creates or migrates the schema once, before any worker starts.
     _open_store(url).close()
     shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url
@@ -90,6 +92,24 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[config_mod.ENV_SUMMARY_SECONDS] = str(args.summary_seconds)
         uvicorn.run("peekapi_server.app:app_from_env", factory=True, workers=args.workers, **common)
     return 0
+
+
+def _raise_open_file_limit() -> None:
+    """Raises this process's soft limit on open files to its hard limit (workers inherit it).
+
+    uvicorn never times out a connection whose request is incomplete: each slow or idle client holds a file
+    descriptor, and at a soft limit of 1,024 a few hundred of them would shut every other client out.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard)
+            )
 
 
 def _log_config(uvicorn: ModuleType, level: str) -> dict[str, object]:
