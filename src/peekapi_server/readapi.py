@@ -26,7 +26,7 @@ from starlette.responses import Response, StreamingResponse
 from .events import parse_timestamp
 from .ingest import json_response
 from .runtime import Collector
-from .store import ReadQuery
+from .store import ReadQuery, Store
 from .store.base import DAY, HOUR, MINUTE
 from .store.reads import EVENT_KEYS as EXPORT_COLUMNS
 
@@ -207,7 +207,15 @@ async def export(request: Request) -> Response:
     if fmt not in ("csv", "json"):
         return json_response(400, {"error": f"format must be csv or json, got {fmt[:100]!r}"})
     project_id, q = prepared
-    store = request.app.state.collector.store
+    return stream_events(request.app.state.collector.store, project_id, q, fmt, "peekapi-events")
+
+
+def stream_events(store: Store, project_id: int, q: ReadQuery, fmt: str, filename: str) -> Response:
+    """A download of the raw events of ``q`` (newest first, at most ``q.limit``) as CSV or a JSON array.
+
+    ``fmt`` is ``"csv"`` or ``"json"``; the file is called ``{filename}.{fmt}``. Rows are fetched in chunks as the
+    response is sent, so memory stays bounded whatever the count.
+    """
 
     def rows() -> Iterator[dict[str, object]]:
         for n, row in enumerate(store.iter_events(project_id, q)):
@@ -234,7 +242,7 @@ async def export(request: Request) -> Response:
         yield "]"
 
     media = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-    disposition = f'attachment; filename="peekapi-events.{fmt}"'
+    disposition = f'attachment; filename="{filename}.{fmt}"'
     return StreamingResponse(
         as_csv() if fmt == "csv" else as_json(), media_type=media, headers={"content-disposition": disposition}
     )
