@@ -254,9 +254,9 @@ SDK = Section(
         ),
         Scenario(
             "Redirect",
-            "a collector answering 301/302/307/308",
-            untested="not tested: the SDK's transport treats any status outside 2xx and the retryable set as final "
-            "(rejected, not followed), but no test answers a 3xx",
+            "a collector answering 301/302/307/308 with a Location pointing at a second server: never followed "
+            "(the key is never sent elsewhere), the batch dropped as rejected",
+            (Test(D + "test_a_redirect_is_never_followed"),),
         ),
         Scenario(
             "Huge or hostile response body",

@@ -259,6 +259,33 @@ def test_other_4xx_are_final(ingest: IngestServer, options: dict[str, Any], stat
     again.shutdown(2)
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_never_followed(ingest: IngestServer, options: dict[str, Any], status: int) -> None:
+    """A collector answering a redirect gets the batch dropped as rejected: the SDK never sends the key elsewhere."""
+    trap = IngestServer().start()  # where the redirect points: it must see nothing
+    try:
+        errors: list[Exception] = []
+        ingest.plan(Answer(status, headers={"Location": trap.url}))
+        client = PeekApiClient({**options, "on_error": errors.append})
+        client.track(event())
+        assert client.flush(5)
+        time.sleep(0.3)
+        stats = client.stats()
+        report(
+            f"redirect {status}",
+            tracked=1,
+            rejected=stats["dropped"]["rejected"],
+            requests=len(ingest.requests),
+            followed=len(trap.requests),
+        )
+        assert [r.status for r in ingest.requests] == [status]
+        assert trap.requests == []
+        assert stats["dropped"]["rejected"] == 1 and len(errors) == 1
+        client.shutdown(2)
+    finally:
+        trap.stop()
+
+
 def test_gzip_only_after_the_server_asks(options: dict[str, Any]) -> None:
     server = IngestServer(accept_gzip=True).start()
     try:
