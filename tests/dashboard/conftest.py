@@ -144,7 +144,7 @@ def dashboard(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         c.store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium (scripts/test does it)")
@@ -167,7 +167,7 @@ def login(page: Any, url: str, user: str = USER, password: str = PASSWORD) -> No
     page.wait_for_load_state("load")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def auth_state(browser: Any, dashboard: Dashboard) -> dict[str, Any]:
     """Cookies of a logged-in session, shared by the tests' contexts (one scrypt check, not one per test)."""
     context = browser.new_context()
