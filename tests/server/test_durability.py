@@ -86,7 +86,7 @@ class Load:
                 conn.request("POST", "/v1/events", self._body, headers)
                 resp = conn.getresponse()
                 resp.read()
-            except OSError:
+            except (OSError, http.client.HTTPException):  # killed mid-answer: reset, or a cut status line
                 with self._lock:
                     self.unanswered.add(batch_id)
                 conn.close()
