@@ -27,9 +27,9 @@ MAX_BATCH_ID = 200
 _IDENTITY = ("", "identity")
 _GZIP = ("gzip", "x-gzip")
 _GZIP_MAGIC = b"\x1f\x8b"
-_UNAVAILABLE: dict[object, str] = {
-    "full": "write queue full, retry later",
-    "timeout": "the writer is behind, retry later",
+_UNAVAILABLE = {
+    Outcome.QUEUE_FULL: "write queue full, retry later",
+    Outcome.NOT_TAKEN: "the writer is behind, retry later",
     Outcome.RETRY: "the database cannot store the batch now, retry later",
 }
 
@@ -130,22 +130,22 @@ async def ingest(request: Request) -> Response:
     return json_response(200, {"accepted": len(result.events), "rejected": result.rejected})
 
 
-async def _store(collector: Collector, batch: Batch) -> Outcome | str:
+async def _store(collector: Collector, batch: Batch) -> Outcome:
     """Hands ``batch`` to the writer and waits until it is committed (group commit).
 
-    Returns :attr:`Outcome.STORED` once the batch is durable; ``"full"`` when the queue refuses it, ``"timeout"``
-    when the writer did not take it within ``ack_timeout_seconds`` (then it is withdrawn and never written), or the
-    writer's outcome. Once the writer has taken a batch, the request waits for its transaction to end, whatever it
-    takes: answering before would let a client without a batch id send it twice.
+    Returns :attr:`Outcome.STORED` once the batch is durable; ``QUEUE_FULL`` when the queue refuses it,
+    ``NOT_TAKEN`` when the writer did not take it within ``ack_timeout_seconds`` (then it is withdrawn and never
+    written), or the writer's outcome. Once the writer has taken a batch, the request waits for its transaction
+    to end, whatever it takes: answering before would let a client without a batch id send it twice.
     """
     ticket = Ticket(batch, asyncio.get_running_loop())
     if not collector.queue.offer(ticket):
-        return "full"
+        return Outcome.QUEUE_FULL
     try:
         return await asyncio.wait_for(asyncio.shield(ticket.future), collector.config.ack_timeout_seconds)
     except asyncio.TimeoutError:
         if collector.queue.withdraw(ticket):
-            return "timeout"
+            return Outcome.NOT_TAKEN
     return await ticket.future
 
 

@@ -18,7 +18,7 @@ from peekapi_server.store import Batch
 
 
 class Outcome(enum.Enum):
-    """How the writer settled a ticket."""
+    """How a ticket ended: settled by the writer (the first three), or never taken by it (the last two)."""
 
     #: Committed (or already stored under the same batch id): the request answers 200.
     STORED = "stored"
@@ -26,6 +26,10 @@ class Outcome(enum.Enum):
     RETRY = "retry"
     #: The batch itself cannot be stored (a write failed for it alone): the request answers 400, never retried.
     REFUSED = "refused"
+    #: The queue had no room for it: 503.
+    QUEUE_FULL = "queue full"
+    #: The writer did not take it in time; it was withdrawn, never written: 503.
+    NOT_TAKEN = "not taken"
 
 
 class Ticket:
