@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import calendar
 import json
-import math
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
@@ -39,7 +38,6 @@ _COMMON_METHODS = frozenset(
     m for name in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS") for m in (name, name.lower())
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_INF = math.inf
 _MILLISECOND = timedelta(milliseconds=1)
 
 _TIMESTAMP = re.compile(
