@@ -205,6 +205,10 @@ def test_endpoints_and_consumers_tables(page: Any, dashboard: Dashboard) -> None
     assert page.text_content("#endpoint-route") == ORDERS_ROUTE
     assert page.text_content('[data-total="requests"]') == "10"
     assert "bob" in page.text_content("main")
+    # its latency distribution: the ten /orders requests (100 ms each) in one bar
+    bars = page.locator("#latency-distribution g[data-count]")
+    counts = [int(c) for c in bars.evaluate_all("gs => gs.map(g => g.dataset.count)")]
+    assert counts == [10] and bars.first.get_attribute("data-bin") in ("50-100 ms", "100-200 ms")
     shot(page, "endpoint")
 
     page.goto(f"{dashboard.url}/consumers?{qs(dashboard)}")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from peekapi_server import histogram
 from peekapi_server.store import Batch, Project, ReadQuery, Store
 from peekapi_server.store.base import DAY, HOUR, MINUTE
 from peekapi_server.store.reads import _figures
@@ -145,7 +146,12 @@ def check_every_read(store: Store, project: Project) -> int:
             same(table, reference(store, pid, q, lambda r: consumers.get(int(r[2]))))
             codes = {c["status_code"]: c["requests"] for c in store.status_codes(pid, q)}
             assert codes == {k: v["requests"] for k, v in reference(store, pid, q, lambda r: int(r[3])).items()}
-            checked += 5
+            hist = store.latency_histogram(pid, q)  # the totals' histogram, bucket by bucket
+            assert sum(n for _, n in hist) == ov["totals"]["requests"]
+            lo, hi = ov["totals"]["latency_min_ms"], ov["totals"]["latency_max_ms"]
+            p50, p95, p99 = histogram.percentiles(hist, (0.5, 0.95, 0.99), lo, hi)
+            assert (p50, p95, p99) == (ov["totals"]["p50_ms"], ov["totals"]["p95_ms"], ov["totals"]["p99_ms"])
+            checked += 6
     return checked
 
 
@@ -168,7 +174,7 @@ def test_views_answer_as_the_full_dimension_tables(store: Store, project: Projec
     # late events (before the mark: the write adds them to the views) and current ones (after it)
     store.write_batches([Batch(project.id, None, make_events(800, 22, ts=NOW - 2 * DAY, spread=2 * DAY - HOUR))])
     store.write_batches([Batch(project.id, None, make_events(300, 23, ts=HOUR0, spread=max(1, NOW - HOUR0)))])
-    assert check_every_read(store, project) == len(windows()) * len(FILTERS) * 5
+    assert check_every_read(store, project) == len(windows()) * len(FILTERS) * 6
     # hours older than a day compacted to days, in every table alike
     store.maintain(NOW, compact_minutes_after=HOUR, compact_hours_after=DAY)
     days = rows(store, "SELECT COUNT(*) FROM rollup_consumers WHERE project_id = ? AND res = ?", (project.id, DAY))

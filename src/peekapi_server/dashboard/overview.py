@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from peekapi_server.store import ReadQuery, Store
 from peekapi_server.store.users import Session
 
+from .distribution import bins
 from .web import View, base_context, page, project_names, render, store_of, view_of
 
 _FILTER_CHOICES = 200
@@ -98,11 +99,14 @@ def _endpoint_tables(store: Store, view: View) -> dict[str, Any]:
     return {
         "status_codes": store.status_codes(view.project.id, q),
         "consumers": store.consumers_table(view.project.id, q),
+        "latency": bins(store.latency_histogram(view.project.id, q)),
     }
 
 
 def _endpoint(store: Store, view: View) -> dict[str, Any]:
-    return {**_series(store, view), **_endpoint_tables(store, view)}
+    tables = _endpoint_tables(store, view)
+    tables["latency"] = [b.as_json() for b in tables["latency"]]
+    return {**_series(store, view), **tables}
 
 
 @page

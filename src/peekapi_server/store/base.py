@@ -184,6 +184,10 @@ class Store(abc.ABC):
         """Request counts per status code."""
 
     @abc.abstractmethod
+    def latency_histogram(self, project_id: int, q: ReadQuery) -> list[tuple[int, int]]:
+        """The merged latency histogram of the query: ``(bucket, count)`` pairs by bucket (see ``histogram``)."""
+
+    @abc.abstractmethod
     def recent_events(self, project_id: int, q: ReadQuery, before: tuple[int, int] | None = None) -> list[JsonDict]:
         """Raw events newest first (by timestamp, then id), at most ``q.limit``.
 

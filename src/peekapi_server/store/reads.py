@@ -378,6 +378,17 @@ class ReadQueries(Store):
             )
         return [{"status_code": int(code), "requests": int(n)} for code, n in rows]
 
+    def latency_histogram(self, project_id: int, q: ReadQuery) -> list[tuple[int, int]]:
+        with self._tx(False) as tx:
+            f = self._filter(tx, project_id, q) if q.filtered else _Filter("", [], "", [])
+            if f is None:
+                return []
+            src, params = self._source(
+                tx, project_id, q, f, group=None, cols="bucket, n", hist=True, hours=True, days=True
+            )
+            rows = tx.rows(f"SELECT bucket, SUM(n) FROM ({src}) AS src GROUP BY bucket ORDER BY bucket", params)
+        return [(int(bucket), int(n)) for bucket, n in rows]
+
     def _recent_from(self, tx: Tx, project_id: int, q: ReadQuery, before: tuple[int, int] | None) -> int:
         """Where (epoch ms) the scan for a filtered query's ``q.limit`` newest events may start, from the rollup
         rows of the filter (so a rare filter does not scan every event of the range): the start of the newest
