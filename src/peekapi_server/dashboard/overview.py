@@ -19,6 +19,7 @@ from peekapi_server.store import ReadQuery, Store
 from peekapi_server.store.users import Session
 
 from .distribution import bins
+from .snippet import snippet_for
 from .web import View, base_context, page, project_names, render, store_of, view_of
 
 _FILTER_CHOICES = 200
@@ -66,7 +67,7 @@ async def _page(
         has_events=has_events,
         choices=choices,
         data_src=f"{request.url.path}.json?{view.qs()}",
-        ingest_url=str(request.base_url).rstrip("/"),
+        snippet=snippet_for(request),
         tables=tables,
     )
 

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from peekapi_server.store import CredentialKind, Project, StoreError
 from peekapi_server.store.users import Session
 
+from .snippet import snippet_for
 from .web import base_context, form_field, page, render, store_of
 
 _KINDS: dict[str, CredentialKind] = {"ingest": "ingest", "read": "read"}
@@ -53,7 +54,7 @@ async def _render(
         "secret": secret,
         "error": error,
         "notice": notice,
-        "ingest_url": str(request.base_url).rstrip("/"),
+        "snippet": snippet_for(request),
     }
     partial = request.headers.get("hx-request") == "true" and request.method == "POST" and project is not None
     return render("_project_panel.html" if partial else "projects.html", status, **context)
