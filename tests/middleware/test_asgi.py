@@ -297,6 +297,53 @@ def test_bad_options_fail_when_the_middleware_is_built(kwargs: dict[str, Any], m
         PeekApiASGI(responder(), **kwargs)
 
 
+async def _built_in_a_running_loop(**options: Any) -> PeekApiASGI:
+    """As Starlette's add_middleware builds it: inside the server's first call, on the event loop."""
+    return PeekApiASGI(responder(), **options)
+
+
+def test_bad_options_built_in_a_running_loop_fail_the_lifespan_startup() -> None:
+    middleware = asyncio.run(_built_in_a_running_loop(api_key="k", flush_intervall=1))
+    app_called = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        app_called.append(scope["type"])
+
+    middleware.app = app
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with pytest.raises(ValueError, match="unknown option"):
+        asyncio.run(middleware({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    assert sent == [{"type": "lifespan.startup.failed", "message": sent[0]["message"]}]
+    assert "unknown option(s) 'flush_intervall'" in sent[0]["message"]
+    assert app_called == []  # the application's own startup never ran
+
+
+def test_bad_options_built_in_a_running_loop_pass_requests_through_and_log_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    middleware = asyncio.run(_built_in_a_running_loop(api_key=""))
+    calls = [run(middleware, http_scope(f"/{i}"), Call([b"body"])) for i in range(3)]
+    for call in calls:  # exactly what the app sent, untouched
+        assert call.sent == [
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]},
+            {"type": "http.response.body", "body": b"hello, world", "more_body": False},
+        ]
+    errors = [r for r in caplog.records if r.name == "peekapi" and r.levelname == "ERROR"]
+    assert len(errors) == 1, errors
+    assert "'api_key' is required" in errors[0].getMessage()
+    assert "pass through untracked" in errors[0].getMessage()
+    # A websocket scope passes too, without a second line.
+    run(middleware, {"type": "websocket", "path": "/ws"})
+    assert len([r for r in caplog.records if r.name == "peekapi"]) == 1
+
+
 def test_client_and_options_together_are_refused(client: Any) -> None:
     with pytest.raises(ValueError, match="either client= or options"):
         PeekApiASGI(responder(), client=client, api_key="k")

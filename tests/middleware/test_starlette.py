@@ -167,6 +167,18 @@ def test_bad_options_fail_when_the_app_is_built() -> None:
         http.get("/")
 
 
+def test_bad_options_without_lifespan_leave_requests_untouched(caplog: pytest.LogCaptureFixture) -> None:
+    """The middleware is built on the first request (no lifespan run): that request and the next get the app's
+    answer, never a 500, and the reason is logged once."""
+    app = Starlette(routes=[Route("/users/{user_id}", user)])
+    app.add_middleware(PeekApiASGI, api_key="k", batch_size=-1)
+    http = TestClient(app)  # not entered: no lifespan
+    responses = [http.get(f"/users/{i}") for i in range(3)]
+    assert [(r.status_code, r.text) for r in responses] == [(200, "user 0"), (200, "user 1"), (200, "user 2")]
+    errors = [r.getMessage() for r in caplog.records if r.name == "peekapi"]
+    assert len(errors) == 1 and "batch_size" in errors[0], errors
+
+
 def test_route_lookup_by_endpoint_when_the_scope_has_no_route() -> None:
     """Starlette versions before ``scope["route"]`` leave only ``endpoint``: the route is found by it."""
     from starlette.routing import Router

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from time import perf_counter
@@ -27,8 +28,15 @@ class PeekApiASGI:
         Litestar(..., middleware=[DefineMiddleware(PeekApiASGI, client=client)])
         app = PeekApiASGI(any_asgi_app, client=client)
 
-    Invalid options raise ``ValueError`` when the middleware is built. Websocket scopes pass through untouched;
-    lifespan scopes too, except that the client is flushed when the application reports its shutdown complete.
+    Invalid options raise ``ValueError`` when the middleware is built, except when it is built inside a running
+    event loop: Starlette's and FastAPI's ``add_middleware`` build it on the server's first call (the lifespan
+    startup, or the first request), where a raise would be taken by uvicorn for "lifespan unsupported" and then
+    turn every request into a 500. Built there, the middleware fails the lifespan startup with the reason
+    (``lifespan.startup.failed``, then the ``ValueError``), so the server stops at start-up; without a lifespan,
+    it passes every request through untouched and untracked and logs the reason once (ERROR, ``peekapi`` logger).
+
+    Websocket scopes pass through untouched; lifespan scopes too, except that the client is flushed when the
+    application reports its shutdown complete.
 
     The middleware never changes, delays or buffers the response, and never raises an error of its own into
     the application: an exception from the application is recorded (status 500 unless the response had
@@ -36,21 +44,28 @@ class PeekApiASGI:
     number of concurrent requests.
     """
 
-    __slots__ = ("_capture", "_routes", "app", "client")
+    __slots__ = ("_capture", "_failure", "_failure_logged", "_routes", "app", "client")
 
     def __init__(self, app: ASGIApp, client: PeekApiClient | None = None, **options: object) -> None:
         self.app = app
-        self.client = resolve_client(client, options)
-        self._capture = Capture(self.client)
         self._routes = ASGIRoutes()
+        #: The configuration error, when it is reported at start-up rather than raised (see the class docstring).
+        #: ``client`` is then unset.
+        self._failure: ValueError | None = None
+        self._failure_logged = False
+        try:
+            self.client = resolve_client(client, options)
+        except ValueError as exc:
+            if not _in_event_loop():
+                raise
+            self._failure = exc
+            return
+        self._capture = Capture(self.client)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind != "http":
-            if kind == "lifespan":
-                await self.app(scope, receive, _LifespanSend(self.client, send).send)
-            else:
-                await self.app(scope, receive, send)
+        if kind != "http" or self._failure is not None:
+            await self._not_recorded(kind, scope, receive, send)
             return
         capture = self._capture
         if capture.filters and capture.excluded(scope["method"], scope["path"]):
@@ -79,6 +94,37 @@ class PeekApiASGI:
             raise
         if not exchange.done:
             exchange.finish()
+
+    async def _not_recorded(self, kind: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """A scope passed on without recording it: lifespan, websocket, or anything while misconfigured."""
+        failure = self._failure
+        if failure is None:
+            if kind == "lifespan":
+                await self.app(scope, receive, _LifespanSend(self.client, send).send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if kind == "lifespan":
+            # As Starlette's router fails a startup: the server learns why and stops (uvicorn logs the message
+            # and exits), and the exception then tells a test client too. The application's own startup never
+            # runs.
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": str(failure)})
+            raise failure
+        if not self._failure_logged:
+            self._failure_logged = True
+            logger.error("%s; requests pass through untracked until the configuration is fixed", failure)
+        await self.app(scope, receive, send)
+
+
+def _in_event_loop() -> bool:
+    """Whether an asyncio event loop runs in this thread: the middleware is built by an app already serving."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class _Exchange:
