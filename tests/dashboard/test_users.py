@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
 from peekapi_server.dashboard import passwords
 from peekapi_server.dashboard.login import ADMIN_NAME, LoginLimiter, ensure_admin
 from peekapi_server.store import Store, StoreError, open_store
+from tests.server.support import Collector, http, start_collector
 
 
 def _name(prefix: str) -> str:
@@ -83,18 +86,49 @@ def test_first_start_creates_one_admin(tmp_path: Path, capsys: pytest.CaptureFix
         s.close()
 
 
-def test_login_limiter_counts_per_user_and_per_address() -> None:
-    limiter = LoginLimiter(window=0.5)
+def test_login_limiter_counts_per_user_and_per_address(store: Store) -> None:
+    now = [1_000_000.0]
+    limiter = LoginLimiter(window=300, clock=lambda: now[0])
     for _ in range(5):
-        assert not limiter.blocked("a", "1.1.1.1")
-        limiter.failed("a", "1.1.1.1")
-    assert limiter.blocked("a", "2.2.2.2")  # the user name, from any address
-    assert not limiter.blocked("b", "1.1.1.1")
+        assert not limiter.blocked(store, "a", "1.1.1.1")
+        limiter.failed(store, "a", "1.1.1.1")
+    assert limiter.blocked(store, "a", "2.2.2.2")  # the user name, from any address
+    assert not limiter.blocked(store, "b", "1.1.1.1")
     for i in range(15):
-        limiter.failed(f"u{i}", "1.1.1.1")
-    assert limiter.blocked("b", "1.1.1.1")  # the address, for any user name
-    time.sleep(0.6)
-    assert not limiter.blocked("a", "1.1.1.1")
+        limiter.failed(store, f"u{i}", "1.1.1.1")
+    assert limiter.blocked(store, "b", "1.1.1.1")  # the address, for any user name
+    now[0] += 301
+    assert not limiter.blocked(store, "a", "1.1.1.1")  # the window has passed
+    limiter.failed(store, "c", "3.3.3.3")  # and recording a failure forgets the old ones
+    assert store.recent_login_failures(["user:a", "addr:1.1.1.1", "user:c"], 0) == {"user:c": 1}
+
+
+def test_the_login_limit_holds_across_collector_processes(db_url: str) -> None:
+    """Two collectors on one database (as ``--workers 2`` runs): failures at either count at both."""
+    a = start_collector(db_url)
+    b = start_collector(db_url, like=a)
+    try:
+        user = _name("limited")
+        a.store.create_user(user, passwords.hash_password("the right password"))
+        for i in range(5):
+            assert _login(a if i % 2 else b, user, "a wrong password") == 401
+        assert _login(a, user, "the right password") == 429
+        assert _login(b, user, "the right password") == 429
+    finally:
+        for c in (b, a):
+            c.stop()
+            c.store.close()
+
+
+def _login(collector: Collector, user: str, password: str) -> int:
+    """Posts the login form as a browser does (its CSRF cookie and field); the answer's status."""
+    form = http("GET", collector.url + "/login")
+    cookie = form.headers["set-cookie"].split(";")[0]
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', form.body)
+    assert csrf is not None
+    body = urlencode({"csrf": csrf.group(1).decode(), "username": user, "password": password}).encode()
+    headers = {"cookie": cookie, "content-type": "application/x-www-form-urlencoded"}
+    return http("POST", collector.url + "/login", body, headers).status
 
 
 def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

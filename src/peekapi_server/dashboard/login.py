@@ -1,19 +1,20 @@
 """Login, logout, the login rate limit, and the admin account created on first start.
 
 ``GET /login`` sets a pre-session CSRF cookie and puts the same value in the form; ``POST /login`` checks it,
-then the rate limit (failures per user name and per client address), then the password. A successful login
+then the rate limit (failures per user name and per client address, kept in the store so that it holds across
+processes), then the password. A successful login
 deletes the session the browser had (if any) and issues a new one: the cookie is rotated, ``HttpOnly``,
 ``SameSite=Strict``, ``Secure`` over HTTPS.
 """
 
 from __future__ import annotations
 
-import collections
 import hmac
 import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -32,44 +33,35 @@ ADMIN_NAME = "admin"
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_ADDRESS = 20
 WINDOW_SECONDS = 300.0
-_MAX_KEYS = 10_000
 #: scrypt needs 64 MiB per hash: at most this many run at once.
 _HASHING = threading.BoundedSemaphore(2)
 
 
 class LoginLimiter:
-    """Counts failed logins per key (``user:NAME``, ``addr:IP``) in a sliding window; thread-safe."""
+    """Counts failed logins per user name and per client address over a sliding window, in the store: the limit
+    holds across every collector process sharing the database. Thread-safe (each call is a transaction)."""
 
-    def __init__(self, window: float = WINDOW_SECONDS) -> None:
+    def __init__(self, window: float = WINDOW_SECONDS, clock: Callable[[], float] = time.time) -> None:
         self._window = window
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
+        self._clock = clock
 
-    def _recent(self, key: str, now: float) -> int:
-        q = self._failures.get(key)
-        if q is None:
-            return 0
-        while q and q[0] <= now - self._window:
-            q.popleft()
-        return len(q)
+    @staticmethod
+    def _keys(user: str, address: str) -> list[str]:
+        return ["user:" + user[:128], "addr:" + address]
 
-    def blocked(self, user: str, address: str) -> bool:
+    def blocked(self, store: Store, user: str, address: str) -> bool:
         """True when the user name or the address has used up its failures in the window."""
-        now = time.monotonic()
-        with self._lock:
-            return (
-                self._recent("user:" + user, now) >= MAX_FAILURES_PER_USER
-                or self._recent("addr:" + address, now) >= MAX_FAILURES_PER_ADDRESS
-            )
+        since = int(self._clock() - self._window) + 1
+        counts = store.recent_login_failures(self._keys(user, address), since)
+        return (
+            counts.get("user:" + user[:128], 0) >= MAX_FAILURES_PER_USER
+            or counts.get("addr:" + address, 0) >= MAX_FAILURES_PER_ADDRESS
+        )
 
-    def failed(self, user: str, address: str) -> None:
-        """Records one failed login."""
-        now = time.monotonic()
-        with self._lock:
-            if len(self._failures) > _MAX_KEYS:
-                self._failures.clear()
-            for key in ("user:" + user, "addr:" + address):
-                self._failures.setdefault(key, collections.deque()).append(now)
+    def failed(self, store: Store, user: str, address: str) -> None:
+        """Records one failed login (and forgets those older than the window)."""
+        now = int(self._clock())
+        store.record_login_failure(self._keys(user, address), now, now - int(self._window))
 
 
 LIMITER = LoginLimiter()
@@ -107,12 +99,12 @@ async def login(request: Request) -> Response:
     name = form.get("username", "")
     password = form.get("password", "")
     address = request.client.host if request.client else "?"
-    if LIMITER.blocked(name, address):
-        return _login_form(request, 429, "Too many failed logins: wait a few minutes and try again.", name)
     store = store_of(request)
+    if await run_in_threadpool(LIMITER.blocked, store, name, address):
+        return _login_form(request, 429, "Too many failed logins: wait a few minutes and try again.", name)
     user_id = await run_in_threadpool(_check, store, name, password)
     if user_id is None:
-        LIMITER.failed(name, address)
+        await run_in_threadpool(LIMITER.failed, store, name, address)
         return _login_form(request, 401, "Wrong user name or password.", name)
     old = request.cookies.get(SESSION_COOKIE)
     if old:

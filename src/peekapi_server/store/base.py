@@ -227,6 +227,14 @@ class Store(abc.ABC):
         """How many dashboard users exist."""
 
     @abc.abstractmethod
+    def recent_login_failures(self, keys: list[str], since: int) -> dict[str, int]:
+        """Failed dashboard logins per key (``user:NAME``, ``addr:IP``) at or after ``since`` (epoch seconds)."""
+
+    @abc.abstractmethod
+    def record_login_failure(self, keys: list[str], now: int, forget_before: int) -> None:
+        """Records a failed login under each key, and forgets every failure older than ``forget_before``."""
+
+    @abc.abstractmethod
     def create_session(self, token_hash: str, user_id: int, csrf: str, expires_at: int) -> None:
         """Stores a dashboard session under the SHA-256 of its token (expired sessions are deleted)."""
 

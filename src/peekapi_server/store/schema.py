@@ -357,6 +357,16 @@ _TYPES: dict[Dialect, dict[str, str]] = {
     },
 }
 
+# version 8: failed dashboard logins, so the login rate limit holds across every collector process (``key``:
+# ``user:NAME`` or ``addr:IP``; ``at``: epoch seconds). Rows older than the limiter's window are deleted as it goes.
+MIGRATIONS.append(
+    [
+        "CREATE TABLE login_failures (key TEXT NOT NULL, at {big} NOT NULL)",
+        "CREATE INDEX login_failures_key_at ON login_failures (key, at)",
+        "CREATE INDEX login_failures_at ON login_failures (at)",
+    ]
+)
+
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 
 

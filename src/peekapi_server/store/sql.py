@@ -564,6 +564,14 @@ class SqlStore(ReadQueries):
         with self._tx(False) as tx:
             return users.count_users(tx)
 
+    def recent_login_failures(self, keys: list[str], since: int) -> dict[str, int]:
+        with self._tx(False) as tx:
+            return users.recent_login_failures(tx, keys, since)
+
+    def record_login_failure(self, keys: list[str], now: int, forget_before: int) -> None:
+        with self._tx(True) as tx:
+            users.record_login_failure(tx, keys, now, forget_before)
+
     def create_session(self, token_hash: str, user_id: int, csrf: str, expires_at: int) -> None:
         with self._tx(True) as tx:
             users.create_session(tx, token_hash, user_id, csrf, now=int(time.time()), expires_at=expires_at)

@@ -105,3 +105,18 @@ def set_retention(tx: Tx, project_id: int, raw_retention_days: int, rollup_reten
         "UPDATE projects SET raw_retention_days = ?, rollup_retention_days = ? WHERE id = ?",
         (raw_retention_days, rollup_retention_days, project_id),
     )
+
+
+def recent_login_failures(tx: Tx, keys: list[str], since: int) -> dict[str, int]:
+    """Failed logins per key at or after ``since`` (epoch seconds); keys without any are left out."""
+    marks = ", ".join("?" for _ in keys)
+    rows = tx.rows(
+        f"SELECT key, COUNT(*) FROM login_failures WHERE key IN ({marks}) AND at >= ? GROUP BY key", (*keys, since)
+    )
+    return {str(key): int(n) for key, n in rows}
+
+
+def record_login_failure(tx: Tx, keys: list[str], now: int, forget_before: int) -> None:
+    """Records one failed login under each key, deleting every failure older than ``forget_before``."""
+    tx.run("DELETE FROM login_failures WHERE at < ?", (forget_before,))
+    tx.many("INSERT INTO login_failures (key, at) VALUES (?, ?)", [(key, now) for key in keys])
