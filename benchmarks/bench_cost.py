@@ -17,8 +17,9 @@ and waits until everything was delivered. Counted over that window:
 The variants, interleaved in a shuffled order every round (medians over rounds):
 
 - ``none``: the pacing loop calling a function that does nothing. The base for memory.
-- ``floor``: the least any batching client does: ``deque.append`` per event; one thread that wakes every 10 ms,
-  ``json.dumps`` 100 events at a time and POSTs them over one kept-alive ``http.client`` connection.
+- ``floor``: the least any batching client does (``_floor.FloorClient``): ``deque.append`` per event; one
+  thread that wakes every 10 ms, ``json.dumps`` 100 events at a time and POSTs them over one kept-alive
+  ``http.client`` connection.
 - ``default``: this SDK as configured by default (``delivery`` unset); ``thread`` and ``process``: with that
   option set (``process`` only while the SDK has that mode).
 - ``peekapi010``: peekapi 0.1.0 (``_harness.load_peekapi010``), drained at the end with ``_harness.drain_old``.
@@ -31,9 +32,7 @@ through ``track()``. Not run in CI.
 from __future__ import annotations
 
 import argparse
-import collections
 import gc
-import http.client
 import json
 import os
 import random
@@ -42,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +49,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _floor import FloorClient  # noqa: E402
 from _harness import (  # noqa: E402 - after the path is set, for the runner process
     EVENT,
     Sink,
@@ -68,51 +67,6 @@ TICK = 0.001  # the pacing loop tracks a slice of events every millisecond
 WARM_UP = 2_000
 GOAL_US_ABOVE_FLOOR = 3.0
 GOAL_MEMORY_MB = 5.0
-
-
-# -- the floor ------------------------------------------------------------------------------------------------
-
-
-class FloorClient:
-    """The least a batching client does: append to a deque; a thread encodes 100 events per ``json.dumps`` call
-    and POSTs them over one kept-alive connection, waking every 10 ms."""
-
-    def __init__(self, url: str) -> None:
-        host_port = url.split("/")[2]
-        host, port = host_port.split(":")
-        self._conn = http.client.HTTPConnection(host, int(port), timeout=10)
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()
-        self._path = "/" + url.split("/", 3)[3]
-        self._sent = 0
-        self._stop = False
-        self.track = self._queue.append
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        queue = self._queue
-        while not self._stop:
-            time.sleep(0.01)
-            while len(queue) >= 100:
-                self._post([queue.popleft() for _ in range(100)])
-
-    def _post(self, events: list[dict[str, Any]]) -> None:
-        body = json.dumps(events).encode()
-        self._conn.request("POST", self._path, body, {"Content-Type": "application/json"})
-        self._conn.getresponse().read()
-        self._sent += len(events)
-
-    def drain(self, total: int) -> None:
-        """Stop the thread and send what is left from this one."""
-        self._stop = True
-        self._thread.join()
-        queue = self._queue
-        while queue:
-            self._post([queue.popleft() for _ in range(min(100, len(queue)))])
-        assert self._sent == total, (self._sent, total)
-
-    def close(self) -> None:
-        self._conn.close()
 
 
 # -- one measurement, in its own process ------------------------------------------------------------------

@@ -19,13 +19,17 @@ Four measurements, each interleaving the variants in one run and reporting media
 In every measurement a pass-through middleware that only wraps ``send``/``start_response`` and counts the body
 bytes (``noop``) runs next to them: the floor under what any middleware that records responses can cost. And
 ``minimal``: ``noop`` plus the status, two clock reads and one tuple appended to a deque per request, the least
-any middleware that records requests does (no route, consumer, request size, error handling or delivery).
+any middleware that records requests does (no route, consumer, request size, error handling or delivery). Over
+sockets also ``floor``: ``minimal`` handing its tuples to the least batching client (``_floor.FloorClient``: a
+deque, one ``json.dumps`` per 100, one kept-alive connection, in a thread), the floor under recording *and*
+delivering; and peekapi 0.1.0. The load suites: uvicorn (1 worker), gunicorn with 1, 2 and 4 sync workers.
 
     python benchmarks/bench_middleware.py             # all four
     python benchmarks/bench_middleware.py inproc      # in-process only
     python benchmarks/bench_middleware.py load        # sockets only (needs wrk: apt-get install wrk)
     python benchmarks/bench_middleware.py ab          # sockets, every variant's server up at once, short rounds
     python benchmarks/bench_middleware.py latency --suite uvicorn --pause 5
+    python benchmarks/bench_middleware.py ab --suite uvicorn,gunicorn-w2,gunicorn-w4 --variants floor,peekapi
 
 peekapi 0.1.0 is installed on first use into /tmp/peekapi010 (``pip install --target``) and imported as
 ``peekapi010``, so both versions run in one process. Needs the ``frameworks`` extra. Not run in CI.
@@ -117,6 +121,8 @@ def starlette_app(variant: str = "bare") -> Any:
         app.add_middleware(NoopASGI)
     elif variant == "minimal":
         app.add_middleware(MinimalASGI)
+    elif variant == "floor":
+        app.add_middleware(MinimalASGI, record=_floor_record)
     elif variant == "peekapi010":
         app.add_middleware(load_old_middleware("asgi").PeekApiASGI, client=_new_client(variant))
     return app
@@ -139,6 +145,8 @@ def flask_app(variant: str = "bare") -> Any:
         app.wsgi_app = NoopWSGI(app.wsgi_app)  # type: ignore[method-assign]
     elif variant == "minimal":
         app.wsgi_app = MinimalWSGI(app.wsgi_app)  # type: ignore[method-assign]
+    elif variant == "floor":
+        app.wsgi_app = MinimalWSGI(app.wsgi_app, record=_floor_record)  # type: ignore[method-assign]
     elif variant == "peekapi010":
         old = load_old_middleware("wsgi").PeekApiWSGI
         app.wsgi_app = old(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
@@ -205,6 +213,19 @@ def _minimal_record(entry: tuple[Any, ...]) -> None:
         MINIMAL_RECORDS.clear()
 
 
+# The "floor" variant: "minimal" handing each record to the least batching client (``_floor.FloorClient``:
+# a deque, one json.dumps per 100 records, one kept-alive connection, in a thread), created in the serving process.
+_FLOOR: list[Any] = []
+
+
+def _floor_record(entry: tuple[Any, ...]) -> None:
+    if not _FLOOR:
+        from _floor import FloorClient
+
+        _FLOOR.append(FloorClient(_sink_url()))
+    _FLOOR[0].track(entry)
+
+
 class MinimalASGI:
     """The least a middleware that records requests can do: ``NoopASGI``, plus the status, two clock reads and
     one tuple (method, path, status, milliseconds, body bytes, wall time) appended to a deque per request.
@@ -213,8 +234,9 @@ class MinimalASGI:
     recording, to read peekapi's request path against (it does all of that and more).
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, record: Callable[[tuple[Any, ...]], None] = _minimal_record) -> None:
         self.app = app
+        self.record = record
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -235,7 +257,7 @@ class MinimalASGI:
         start = time.perf_counter()
         await self.app(scope, receive, recording_send)
         elapsed = (time.perf_counter() - start) * 1000.0
-        _minimal_record((scope["method"], scope["path"], status, elapsed, sent, time.time()))
+        self.record((scope["method"], scope["path"], status, elapsed, sent, time.time()))
 
 
 class MinimalWSGI:
@@ -245,8 +267,9 @@ class MinimalWSGI:
     under this one.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, record: Callable[[tuple[Any, ...]], None] = _minimal_record) -> None:
         self.app = app
+        self.record = record
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         status: list[str] = []
@@ -268,7 +291,7 @@ class MinimalWSGI:
                 close()
             elapsed = (time.perf_counter() - start) * 1000.0
             code = status[-1] if status else ""
-            _minimal_record((environ["REQUEST_METHOD"], environ["PATH_INFO"], code, elapsed, sent, time.time()))
+            self.record((environ["REQUEST_METHOD"], environ["PATH_INFO"], code, elapsed, sent, time.time()))
 
 
 # Factories for the servers of the load test (uvicorn --factory, gunicorn "module:call()").
@@ -310,6 +333,22 @@ def flask_bare() -> Any:
 
 def flask_peekapi() -> Any:
     return flask_app("peekapi")
+
+
+def starlette_floor() -> Any:
+    return starlette_app("floor")
+
+
+def flask_floor() -> Any:
+    return flask_app("floor")
+
+
+def starlette_peekapi010() -> Any:
+    return starlette_app("peekapi010")
+
+
+def flask_peekapi010() -> Any:
+    return flask_app("peekapi010")
 
 
 # -- peekapi 0.1.0 next to this one -----------------------------------------------------------------------
@@ -536,13 +575,16 @@ def _wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 def _server_command(kind: str, factory: str, port: int) -> list[str]:
+    workers = "1"
+    if kind.startswith("gunicorn-w"):
+        kind, workers = "gunicorn", kind.removeprefix("gunicorn-w")
     if kind == "uvicorn":
         return [
             sys.executable, "-m", "uvicorn", "--factory", f"bench_middleware:{factory}",
             "--app-dir", str(HERE), "--port", str(port), "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
     return [
-        sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-w", "1", "-b", f"127.0.0.1:{port}",
+        sys.executable, "-m", "gunicorn", "--chdir", str(HERE), "-w", workers, "-b", f"127.0.0.1:{port}",
         "--log-level", "warning", f"bench_middleware:{factory}()",
     ]  # fmt: skip
 
@@ -576,13 +618,18 @@ def _wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
 LOAD_SUITES = {
     "uvicorn + starlette": ("uvicorn", "starlette"),
     "gunicorn + flask": ("gunicorn", "flask"),
+    "gunicorn-w2 + flask": ("gunicorn-w2", "flask"),
+    "gunicorn-w4 + flask": ("gunicorn-w4", "flask"),
 }
+# "floor": "minimal" handing its records to the least batching client (see _floor_record).
 LOAD_VARIANTS = {
     "bare": "bare",
     "noop": "noop",
     "minimal": "minimal",
+    "floor": "floor",
     "peekapi": "peekapi",
     "peekapi-process": "peekapi_process",
+    "peekapi010": "peekapi010",
 }
 
 
@@ -846,7 +893,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000, help="requests per in-process batch")
     parser.add_argument("--seconds", type=int, default=0, help="seconds per wrk run (default 10; ab 2)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--suite", choices=("uvicorn", "gunicorn"), help="one load suite only")
+    parser.add_argument(
+        "--suite", help="load suites, comma-separated: uvicorn, gunicorn (1 worker), gunicorn-w2, gunicorn-w4"
+    )
+    parser.add_argument("--variants", help=f"load variants, comma-separated (default all: {', '.join(LOAD_VARIANTS)})")
     parser.add_argument("--pause", type=int, default=5, help="latency: ms between a connection's requests")
     args = parser.parse_args()
     sink = subprocess.Popen(
@@ -856,7 +906,11 @@ def main() -> None:
         assert sink.stdout is not None
         os.environ["BENCH_SINK"] = f"http://127.0.0.1:{sink.stdout.readline().strip()}/v1/events"
         os.environ.setdefault("PYTHONPATH", str(HERE.parent / "src"))
-        suites = [name for name in LOAD_SUITES if args.suite is None or name.startswith(args.suite)]
+        wanted = args.suite.split(",") if args.suite else None
+        suites = [name for name, (kind, _) in LOAD_SUITES.items() if wanted is None or kind in wanted]
+        if args.variants:
+            for variant in set(LOAD_VARIANTS) - {"bare", *args.variants.split(",")}:
+                del LOAD_VARIANTS[variant]
         if args.what in ("inproc", "all"):
             inproc(args.rounds or 41, args.requests)
         if args.what in ("load", "all"):
