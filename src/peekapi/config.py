@@ -2,12 +2,14 @@
 
 ``Options`` is the public, user-facing dataclass. ``resolve_options`` turns an ``Options`` or a plain mapping
 into a validated, immutable ``Settings`` the rest of the SDK reads. Validation raises ``ValueError`` with a
-message that names the option; nothing here is done lazily at request time.
+message that names the option; nothing here is done lazily at request time. A configuration that is valid but
+probably not meant (an endpoint without a path) is logged at WARNING under the ``peekapi`` logger.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import re
@@ -35,6 +37,8 @@ ENV_API_KEY = "PEEKAPI_API_KEY"
 ENV_ENDPOINT = "PEEKAPI_ENDPOINT"
 ENV_DELIVERY = "PEEKAPI_DELIVERY"
 DELIVERY_MODES = ("process", "thread")
+
+logger = logging.getLogger("peekapi")
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -125,6 +129,7 @@ def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
         raise ValueError("peekapi: option 'endpoint' must be a string URL")
     allow_private = _bool(opts, "allow_private_endpoint")
     endpoint = parse_endpoint(endpoint_url, allow_private=allow_private)
+    _warn_without_path(endpoint)
     exclude_paths, prefixes = _exclude_paths(opts.exclude_paths)
     batch_size = _int(opts, "batch_size", minimum=1)
     max_buffer_size = _int(opts, "max_buffer_size", minimum=1)
@@ -156,6 +161,17 @@ def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
         handle_signals=_bool(opts, "handle_signals"),
         delivery=_delivery(opts.delivery),
     )
+
+
+def _warn_without_path(endpoint: Endpoint) -> None:
+    """A WARNING (not an error: a proxy may take batches at ``/``) when the endpoint has no path."""
+    if endpoint.target.partition("?")[0] == "/":
+        logger.warning(
+            "peekapi: 'endpoint' %s has no path, so batches are POSTed to /; the collector and the PeekAPI cloud "
+            "take them at /v1/events (%s/v1/events), and where nothing takes them (404) every batch is dropped",
+            endpoint.origin,
+            endpoint.origin,
+        )
 
 
 def _delivery(value: object) -> str:

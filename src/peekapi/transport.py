@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import http.client
+import json
 import random
 import socket
 import ssl
@@ -26,6 +27,7 @@ MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 300.0
 GZIP_MIN_BYTES = 1024
 MAX_RESPONSE_BYTES = 65_536
+MAX_REASON_CHARS = 200  # of a server's error answer, in log lines
 USER_AGENT = f"peekapi-python/{__version__}"
 
 Outcome = Literal["delivered", "retry", "rejected"]
@@ -119,7 +121,7 @@ class HttpTransport:
         conn = self._conn or self._connect()
         conn.request("POST", self._endpoint.target, body=body, headers=headers)
         response = conn.getresponse()
-        response.read(MAX_RESPONSE_BYTES)
+        answer = response.read(MAX_RESPONSE_BYTES)
         if response.will_close or not response.isclosed():
             self.close()
         accept = response.getheader("Accept-Encoding") or ""
@@ -129,6 +131,17 @@ class HttpTransport:
         if 200 <= status < 300:
             return SendResult("delivered", status)
         detail = f"HTTP {status} {response.reason}".strip()
+        reason = server_reason(answer)
+        if reason:
+            detail = f"{detail}: {reason}"
+        if status in (404, 405):
+            # Nothing takes batches there (the collector's dashboard answers a POST to / with 405): a
+            # configuration error, most often an endpoint without its path.
+            path = self._endpoint.target.partition("?")[0]
+            detail = (
+                f"{detail}; nothing takes batches at the path {path!r}: check the 'endpoint' option "
+                "(the collector and the PeekAPI cloud take them at /v1/events)"
+            )
         if status in RETRYABLE_STATUSES:
             return SendResult("retry", status, parse_retry_after(response.getheader("Retry-After")), detail)
         return SendResult("rejected", status, None, detail)
@@ -186,6 +199,40 @@ class HttpTransport:
         if conn is not None:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def server_reason(answer: bytes, limit: int = MAX_REASON_CHARS) -> str:
+    """The reason a server gave in the body of an error answer, quoted for a log line; "" for an empty body.
+
+    From a JSON object, its ``error`` (the collector's ``{"error": "unknown or revoked api key"}``), ``message``
+    or ``detail`` string; from any other body, its start as text. At most ``limit`` characters (then ``...``),
+    in double quotes, with quotes, backslashes and every unprintable character escaped (``\\n``, ``\\x1b``), so
+    that a hostile server cannot forge log lines or terminal escapes. Never raises.
+    """
+    text = answer.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+            parsed = None
+        if isinstance(parsed, dict):
+            for key in ("error", "message", "detail"):
+                value = parsed.get(key)
+                if isinstance(value, str) and value.strip():
+                    text = value.strip()
+                    break
+    if not text:
+        return ""
+    shown = "".join(_escape(c) for c in text[:limit])
+    return f'"{shown}"' + ("..." if len(text) > limit else "")
+
+
+def _escape(char: str) -> str:
+    if char in '"\\':
+        return "\\" + char
+    if char.isprintable():
+        return char
+    return char.encode("unicode_escape").decode("ascii")
 
 
 def _describe(exc: BaseException) -> str:
