@@ -3,6 +3,7 @@
 Standard library only at import time: the collector (``peekapi_server``, the ``server`` extra) is imported inside
 the command handlers, and when it is missing the command says which install command brings it and exits 2.
 
+    peekapi --version
     peekapi serve [--host 127.0.0.1] [--port 8787] [--database URL] [--workers N]
     peekapi project create NAME [--raw-retention-days N] [--rollup-retention-days N] [--endpoint-cap N]
     peekapi project list
@@ -22,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
+
+from ._version import __version__
 
 if TYPE_CHECKING:
     from peekapi_server.store import Store
@@ -212,21 +215,51 @@ def _user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    details: str = "",
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` in its parent's list, ``summary`` and ``details`` at the top of its --help."""
+    description = f"{summary[0].upper()}{summary[1:]}." + (f" {details}" if details else "")
+    return sub.add_parser(name, parents=list(parents), help=summary, description=description)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
-    parser = argparse.ArgumentParser(prog="peekapi", description="PeekAPI: the self-hosted collector and its admin.")
+    parser = argparse.ArgumentParser(
+        prog="peekapi",
+        description="PeekAPI: the self-hosted collector and its admin. "
+        "Each command says what it does with --help (peekapi serve --help).",
+    )
+    parser.add_argument("--version", action="version", version=f"peekapi {__version__}")
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
         "--database",
         help="postgresql://... or sqlite:///path (default: $PEEKAPI_DATABASE_URL or ~/.local/share/peekapi/peekapi.db)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", parents=[db], help="run the collector")
+    serve = _command(
+        sub,
+        "serve",
+        "run the collector: the ingest endpoint (/v1/events), the read API and the dashboard",
+        "It listens on 127.0.0.1:8787 by default; an SDK sends to http://HOST:PORT/v1/events. The database is "
+        "created or migrated first. On its first start it creates the dashboard user 'admin' and prints a "
+        "one-time password.",
+        [db],
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only; default 1)")
-    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="the least level logged to stderr (default info)",
+    )
     serve.add_argument(
         "--summary-seconds",
         type=float,
@@ -235,32 +268,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_serve)
 
-    project = sub.add_parser("project", help="manage projects")
-    psub = project.add_subparsers(dest="action", required=True)
-    create = psub.add_parser("create", parents=[db], help="create a project")
-    create.add_argument("name")
+    project = _command(
+        sub, "project", "manage projects", "A project holds the events of one API, its ingest keys and read tokens."
+    )
+    psub = project.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _command(
+        psub, "create", "create a project", "Then create an ingest key for it: peekapi key create NAME.", [db]
+    )
+    create.add_argument("name", help="the project's name, unique")
     create.add_argument("--raw-retention-days", type=int, default=14, help="keep raw events this long (14)")
     create.add_argument("--rollup-retention-days", type=int, default=400, help="keep rollups this long (400)")
     create.add_argument("--endpoint-cap", type=int, default=500, help="distinct endpoints before (other) (500)")
-    psub.add_parser("list", parents=[db], help="list projects")
+    _command(psub, "list", "list projects", "One line each: id, name, retention and endpoint cap.", [db])
     project.set_defaults(handler=_project)
 
-    for name, label in (("key", "ingest keys"), ("token", "read tokens")):
-        cmd = sub.add_parser(name, help=f"manage {label}")
-        csub = cmd.add_subparsers(dest="action", required=True)
-        c = csub.add_parser("create", parents=[db], help="create one (printed once on stdout)")
-        c.add_argument("project")
-        ls = csub.add_parser("list", parents=[db], help=f"list {label}")
-        ls.add_argument("--project")
-        rv = csub.add_parser("revoke", parents=[db], help="revoke one by id or prefix")
-        rv.add_argument("ident", metavar="ID_OR_PREFIX")
+    credentials = (
+        ("key", "ingest keys", "An ingest key lets an SDK send events to a project (the SDK's api_key)."),
+        ("token", "read tokens", "A read token lets a client read a project's figures from the read API."),
+    )
+    for name, label, about in credentials:
+        cmd = _command(sub, name, f"manage {label}", about)
+        csub = cmd.add_subparsers(dest="action", required=True, metavar="ACTION")
+        c = _command(
+            csub,
+            "create",
+            f"create one of a project's {label}",
+            "It is printed once, on stdout; the collector keeps only its hash.",
+            [db],
+        )
+        c.add_argument("project", help="the project's name")
+        ls = _command(csub, "list", f"list {label}", "One line each: id, project, prefix, state.", [db])
+        ls.add_argument("--project", help="only this project's")
+        rv = _command(
+            csub, "revoke", f"revoke one of the {label}", "It is refused from then on; it cannot be restored.", [db]
+        )
+        rv.add_argument("ident", metavar="ID_OR_PREFIX", help="its id, or the prefix that list shows")
         cmd.set_defaults(handler=_credentials)
 
-    user = sub.add_parser("user", help="manage dashboard users")
-    usub = user.add_subparsers(dest="action", required=True)
-    for action, text in (("create", "create a user"), ("password", "set a user's password")):
-        u = usub.add_parser(action, parents=[db], help=text)
-        u.add_argument("name")
+    user = _command(sub, "user", "manage dashboard users", "Passwords are stored hashed (scrypt).")
+    usub = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    user_actions = (
+        ("create", "create a dashboard user", "The password is asked for twice, unless --password-stdin."),
+        ("password", "set a dashboard user's password", "Their open sessions end."),
+    )
+    for action, summary, details in user_actions:
+        u = _command(usub, action, summary, details, [db])
+        u.add_argument("name", help="the user's name")
         u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     user.set_defaults(handler=_user)
     return parser
