@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from peekapi_server.events import Event
 
 if TYPE_CHECKING:
+    from .alerts import AlertTables
     from .users import Session, User
 
 CredentialKind = Literal["ingest", "read"]
@@ -225,6 +227,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_users(self) -> int:
         """How many dashboard users exist."""
+
+    # -- alerts ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def alerts(self, write: bool) -> AbstractContextManager[AlertTables]:
+        """The alert tables inside one transaction (``write``: one that may change them); commits on success."""
+
+    @abc.abstractmethod
+    def alert_lock(self, name: str) -> AbstractContextManager[bool]:
+        """Holds a lock named ``name`` across every process of this database while the block runs; yields
+        ``False`` at once (without waiting) when another holder has it."""
 
     @abc.abstractmethod
     def recent_login_failures(self, keys: list[str], since: int) -> dict[str, int]:

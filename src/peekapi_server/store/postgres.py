@@ -77,6 +77,12 @@ class PostgresStore(SqlStore):
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield _PgTx(cur)
 
+    @contextmanager
+    def alert_lock(self, name: str) -> Iterator[bool]:
+        # a transaction-scoped advisory lock, held by an open transaction on a connection of its own for the block
+        with self._tx(True) as tx:
+            yield self._lock(tx, name, wait=False)
+
     def _lock(self, tx: Tx, name: str, wait: bool) -> bool:
         key = int.from_bytes(hashlib.sha256(f"peekapi:{name}".encode()).digest()[:8], "big", signed=True)
         if wait:

@@ -367,6 +367,71 @@ MIGRATIONS.append(
     ]
 )
 
+# version 9: alerts. Rules (their spec is the JSON of ``peekapi_server.alerts.rules.Rule``; ``evaluated_upto`` the
+# last minute evaluated, so that no minute is evaluated twice by any process), notification channels (``secret``:
+# a webhook's signing secret), the state of each rule and group, their history of transitions, and the outbox of
+# notifications to deliver (one row per notification and channel; ``message_id`` makes a transition's row unique).
+MIGRATIONS.append(
+    [
+        """CREATE TABLE alert_channels (
+            id {id},
+            project_id {big} NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            target TEXT NOT NULL,
+            secret TEXT,
+            created_at {big} NOT NULL,
+            UNIQUE (project_id, name)
+        )""",
+        """CREATE TABLE alert_rules (
+            id {id},
+            project_id {big} NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            silenced_until {big} NOT NULL DEFAULT 0,
+            evaluated_upto {big} NOT NULL DEFAULT 0,
+            created_at {big} NOT NULL,
+            updated_at {big} NOT NULL,
+            UNIQUE (project_id, name)
+        )""",
+        """CREATE TABLE alert_states (
+            rule_id {big} NOT NULL,
+            group_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            since {big} NOT NULL,
+            value {float},
+            evaluated_at {big} NOT NULL,
+            notified_at {big} NOT NULL DEFAULT 0,
+            PRIMARY KEY (rule_id, group_key)
+        )""",
+        """CREATE TABLE alert_history (
+            id {id},
+            rule_id {big} NOT NULL,
+            group_key TEXT NOT NULL,
+            at {big} NOT NULL,
+            state TEXT NOT NULL,
+            value {float},
+            threshold {float} NOT NULL
+        )""",
+        "CREATE INDEX alert_history_rule_at ON alert_history (rule_id, at)",
+        """CREATE TABLE alert_outbox (
+            id {id},
+            rule_id {big},
+            channel_id {big} NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,
+            payload TEXT NOT NULL,
+            created_at {big} NOT NULL,
+            attempts {big} NOT NULL DEFAULT 0,
+            next_attempt_at {big} NOT NULL,
+            claimed_until {big} NOT NULL DEFAULT 0,
+            delivered_at {big},
+            failed_at {big},
+            last_error TEXT
+        )""",
+        "CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at)",
+    ]
+)
+
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 
 

@@ -11,12 +11,13 @@ import abc
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from peekapi_server import histogram
 
 from . import users
+from .alerts import AlertTables
 from .base import (
     DAY,
     HOUR,
@@ -107,6 +108,7 @@ class SqlStore(ReadQueries):
         self._endpoint_ids: dict[tuple[int, str, str], int] = {}
         self._consumer_ids: dict[tuple[int, str], int] = {}
         self._caps: dict[int, int] = {}
+        self._named_locks: dict[str, threading.Lock] = {}
 
     @abc.abstractmethod
     def _tx(self, write: bool) -> AbstractContextManager[Tx]:
@@ -563,6 +565,24 @@ class SqlStore(ReadQueries):
     def count_users(self) -> int:
         with self._tx(False) as tx:
             return users.count_users(tx)
+
+    @contextmanager
+    def alerts(self, write: bool) -> Iterator[AlertTables]:
+        with self._tx(write) as tx:
+            yield AlertTables(tx)
+
+    @contextmanager
+    def alert_lock(self, name: str) -> Iterator[bool]:
+        # one process per SQLite database (``--workers`` needs PostgreSQL): a lock of this process is enough
+        with self._cache_lock:
+            lock = self._named_locks.setdefault(name, threading.Lock())
+        if not lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def recent_login_failures(self, keys: list[str], since: int) -> dict[str, int]:
         with self._tx(False) as tx:
