@@ -62,6 +62,13 @@ class ServerConfig:
     maintenance_interval_seconds: float = 300.0
     #: Seconds a batch id is remembered for deduplication.
     batch_id_retention_seconds: int = 14 * 86400
+    #: Seconds between two passes of the alert job (rules evaluated once per whole minute; 0 disables alerts).
+    alert_interval_seconds: float = 10.0
+    #: The collector's address as users reach it, for the links in notifications (default: where it listens).
+    public_url: str = ""
+    #: Where email notifications leave: ``smtp://[user:password@]host[:port]?from=ADDRESS[&starttls=true]
+    #: [&cafile=PATH]`` (``smtps://`` for TLS from the start); empty: email channels fail with a clear reason.
+    smtp_url: str = ""
 
     def resolved_database_url(self) -> str:
         """The database URL to use: the configured one, else :func:`default_database_url`."""
@@ -73,5 +80,10 @@ class ServerConfig:
                 raise ValueError(f"ServerConfig.{name} must be positive, got {getattr(self, name)!r}")
         if self.ack_timeout_seconds <= 0:
             raise ValueError(f"ServerConfig.ack_timeout_seconds must be positive, got {self.ack_timeout_seconds!r}")
-        if self.auth_cache_seconds < 0 or self.maintenance_interval_seconds < 0 or self.summary_interval_seconds < 0:
+        if (
+            self.auth_cache_seconds < 0
+            or self.maintenance_interval_seconds < 0
+            or self.summary_interval_seconds < 0
+            or self.alert_interval_seconds < 0
+        ):
             raise ValueError("ServerConfig durations must not be negative")
