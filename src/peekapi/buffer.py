@@ -257,33 +257,11 @@ class EventBuffer:
     def close(self) -> None:
         """Refuse new events from :meth:`record` and :meth:`offer` (counted in ``dropped_closed``).
 
-        What is held stays, to be drained; :meth:`put_back` and :meth:`offer_all` still take events in (the
-        worker returning what it could not send, during shutdown). A ``record()`` that had checked for room just
+        What is held stays, to be drained. A ``record()`` that had checked for room just
         before may still append its event: a draining worker takes it, or ``shutdown()`` spools it once the
         worker is done (``Worker.sweep``).
         """
         self.limit = 0
-
-    def offer_all(self, entries: list[Entry]) -> bool:
-        """Append ``entries`` at once (a delivery process taking a frame in). One producing thread only.
-
-        What memory has no room for is not kept and counted in ``dropped_full``, as :meth:`offer` does. Returns
-        True when the worker should be woken: a full batch is waiting and no wake-up is pending (unlike
-        :meth:`offer`, a full memory alone does not wake it: the delivery process spills before that). Never
-        raises.
-        """
-        items = self._items
-        room = self.capacity - len(items) - self.held_elsewhere
-        if len(entries) > room:
-            kept = max(room, 0)
-            for _ in range(len(entries) - kept):
-                self.dropped_full.bump()
-            entries = entries[:kept]
-        items.extend(entries)
-        if len(items) < self.batch_size or self.wake_pending:
-            return False
-        self.wake_pending = True
-        return True
 
     def unreported_drops(self) -> int:
         """Events dropped for a full memory since the last call (to count them once). The taking thread only."""
@@ -292,17 +270,12 @@ class EventBuffer:
         return new
 
     def take_entries(self, limit: int) -> list[Entry]:
-        """Remove up to ``limit`` of the oldest entries as they are (for the hand-over to the delivery process)."""
+        """Remove up to ``limit`` of the oldest entries as they are. The taking thread only."""
         items = self._items
         count = min(limit, len(items))
         taken = [items.popleft() for _ in range(count)]
         self.taken += count
         return taken
-
-    def put_back(self, entries: list[Entry]) -> None:
-        """Return taken ``entries`` to the front of the queue (they were not delivered). The taking thread only."""
-        self._items.extendleft(reversed(entries))
-        self.taken -= len(entries)
 
     def __len__(self) -> int:
         return len(self._items)

@@ -13,7 +13,6 @@ from . import lifecycle
 from .buffer import TRACKED_AT, Entry, EventBuffer, Latch
 from .config import DEFAULT_EXIT_TIMEOUT, Options, Settings, resolve_options
 from .event import RequestEvent
-from .relay import RelayWorker, can_spawn
 from .spool import Spool
 from .stats import Stats, StatsSnapshot
 from .transport import HttpTransport
@@ -46,6 +45,7 @@ class PeekApiClient:
         self._spool = Spool(self._settings.storage_dir, self._settings.max_storage_bytes)
         self._pid = os.getpid()
         self._buffer, self._worker = self._make_worker()
+        self._flush_mark = self.stats()  # what flush() compares with: the counters at the previous flush
         self._worker.start()
         lifecycle.register(self, DEFAULT_EXIT_TIMEOUT, self._settings.handle_signals)
         logger.debug(
@@ -54,29 +54,13 @@ class PeekApiClient:
             self._settings.storage_dir,
         )
 
-    def _make_worker(self) -> tuple[EventBuffer, Worker | RelayWorker]:
+    def _make_worker(self) -> tuple[EventBuffer, Worker]:
         settings = self._settings
-        stats = self._stats
-        if settings.delivery == "process":
-            reason = can_spawn()
-            if reason is None:
-                # The relay hands over every event it finds: the request path rings it for the first one.
-                relay_buffer = EventBuffer(settings.max_buffer_size, 1)
-                relay = RelayWorker(
-                    settings, relay_buffer, stats, self._spool, lambda: self._thread_worker(relay_buffer, stats)
-                )
-                relay_buffer.wake = relay.wake
-                return relay_buffer, relay
-            logger.info("peekapi: delivering from threads in this process: %s", reason)
         buffer = EventBuffer(settings.max_buffer_size, settings.batch_size)
-        worker = self._thread_worker(buffer, stats)
+        transport = HttpTransport(settings.endpoint, settings.api_key, settings.request_timeout)
+        worker = Worker(settings, buffer, transport, self._spool, self._stats)
         buffer.wake = worker.wake
         return buffer, worker
-
-    def _thread_worker(self, buffer: EventBuffer, stats: Stats) -> Worker:
-        settings = self._settings
-        transport = HttpTransport(settings.endpoint, settings.api_key, settings.request_timeout)
-        return Worker(settings, buffer, transport, self._spool, stats)
 
     @property
     def settings(self) -> Settings:
@@ -120,18 +104,53 @@ class PeekApiClient:
             logger.exception("peekapi: track() failed")
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Deliver everything tracked so far; True when it was all handled within ``timeout`` seconds.
+        """Deliver everything tracked so far; True only when all of it was delivered (answered with a 2xx).
 
-        Handled means delivered, or spooled to disk when the endpoint keeps failing, or dropped as final.
-        Interrupts a retry wait. Blocks up to ``timeout`` (default 10 s). Never raises; thread-safe.
+        Waits until every event tracked before the call was delivered, spooled to disk (the endpoint kept
+        failing; it is re-sent later) or dropped (rejected by the endpoint with a final 4xx, or for a reason in
+        ``stats()["dropped"]``), at most ``timeout`` seconds (default 10). Returns False when any event tracked
+        since the previous ``flush()`` was spooled or dropped, or when the time ran out, and logs what happened
+        under the ``peekapi`` logger: spooled, rejected (with the endpoint's answer) and dropped counts at
+        WARNING, events still on their way at INFO. Interrupts a retry wait. Never raises; thread-safe.
         """
         if self._closed:
             return self._shutdown_done.is_set()
         try:
-            return self._worker.flush(DEFAULT_FLUSH_TIMEOUT if timeout is None else timeout)
+            handled = self._worker.flush(DEFAULT_FLUSH_TIMEOUT if timeout is None else timeout)
+            return self._flush_outcome(handled)
         except Exception:  # pragma: no cover - defensive
             logger.exception("peekapi: flush() failed")
             return False
+
+    def _flush_outcome(self, handled: bool) -> bool:
+        """Whether everything since the previous flush was delivered; logs what was not. Never raises."""
+        stats = self.stats()
+        before, self._flush_mark = self._flush_mark, stats
+        spooled = stats["spooled"] - before["spooled"]
+        dropped = {
+            reason: count - before["dropped"][reason]
+            for reason, count in stats["dropped"].items()
+            if count > before["dropped"][reason] and reason != "spool_corrupt"  # old lines, not these events
+        }
+        rejected = dropped.pop("rejected", 0)
+        if spooled:
+            logger.warning("peekapi: flush(): %d event(s) spooled to disk, not delivered (re-sent later)", spooled)
+        if rejected:
+            logger.warning(
+                "peekapi: flush(): %d event(s) rejected by the endpoint (%s); not delivered, not retried",
+                rejected,
+                self._stats.last_rejection or "no reason given",
+            )
+        if dropped:
+            listed = ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()))
+            logger.warning("peekapi: flush(): event(s) dropped, not delivered: %s", listed)
+        if not handled:
+            logger.info(
+                "peekapi: flush(): timed out with %d event(s) in memory and %d being sent",
+                stats["queue_depth"],
+                stats["in_flight"],
+            )
+        return handled and not spooled and not rejected and not dropped
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver everything buffered, spool what cannot be delivered by the deadline, and stop.
@@ -172,13 +191,11 @@ class PeekApiClient:
         worker = self._worker
         queued = len(buffer)
         closed = buffer.dropped_closed.value
-        elsewhere = worker.counters()
-        elsewhere["closed"] = elsewhere.get("closed", 0) + closed
         return self._stats.snapshot(
             tracked=buffer.taken + queued + buffer.dropped_full.value + closed,
-            queue_depth=queued + worker.waiting,
+            queue_depth=queued,
             in_flight=worker.in_flight,
-            elsewhere=elsewhere,
+            closed=closed,
         )
 
     # -- lifecycle hooks (called by peekapi.lifecycle) ----------------------------------------------------
@@ -194,6 +211,7 @@ class PeekApiClient:
         self._stats = Stats()
         self._worker.discard_after_fork()
         self._buffer, self._worker = self._make_worker()
+        self._flush_mark = self.stats()
         if self._closed:
             self._buffer.close()
         else:

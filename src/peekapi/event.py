@@ -57,7 +57,7 @@ class DroppedEvent(Exception):
 
 
 #: The fields of a *compact event*: the tuple a middleware hands over instead of a dict (cheaper to build on
-#: the request path and to pass to the delivery process), followed by its tracking time (epoch seconds).
+#: the request path), followed by its tracking time (epoch seconds).
 #: A middleware may leave the request's headers to be read here, off the request path: its ``consumer_id`` is
 #: then a header list (``[(name, value), ...]``, names lower-case bytes; values bytes as in ASGI, or str or None
 #: from a WSGI environ) and its ``request_size`` the size known so far, both resolved by
@@ -78,19 +78,14 @@ COMPACT_LENGTH = len(COMPACT_FIELDS) + 1
 def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     """Return the wire JSON of ``raw`` (a ``RequestEvent``, a mapping or a compact event), tracked at ``tracked_at``.
 
-    ``bytes`` are taken as an event encoded already (by the process that tracked it) and returned unchanged.
-
     Repairs what it can: method upper-cased and cut to 16 characters, path to 2048, consumer id to 256,
     a missing timestamp set, sizes that are not counts set to 0, lone surrogates replaced, metadata that is not
     a JSON object (or does not serialise, or makes the event larger than ``max_event_bytes``) removed.
     Raises :class:`DroppedEvent` for what it cannot repair: not an event at all, a missing or non-numeric
     status or latency, NaN or infinite latency, or an event still over ``max_event_bytes`` without metadata.
     """
-    kind = type(raw)
-    if kind is bytes:
-        return raw  # type: ignore[return-value]
-    if kind is tuple and len(raw) == COMPACT_LENGTH:  # type: ignore[arg-type]
-        return encode_compact(raw, max_event_bytes)  # type: ignore[arg-type]
+    if type(raw) is tuple and len(raw) == COMPACT_LENGTH:
+        return encode_compact(raw, max_event_bytes)
     return _encode_object(raw, tracked_at, max_event_bytes)
 
 

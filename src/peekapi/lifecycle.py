@@ -174,10 +174,3 @@ def block_app_signals() -> None:
     if hasattr(signal, "pthread_sigmask"):
         with contextlib.suppress(OSError, ValueError):
             signal.pthread_sigmask(signal.SIG_BLOCK, _APP_SIGNALS)
-
-
-def unblock_all_signals() -> None:
-    """Clear the signal mask inherited through ``exec`` (a delivery process started from a background thread)."""
-    if hasattr(signal, "pthread_sigmask"):
-        with contextlib.suppress(OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])

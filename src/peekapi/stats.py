@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
 from typing import TypedDict
 
 logger = logging.getLogger("peekapi")
@@ -23,7 +22,6 @@ DROP_REASONS = (
     "spool_disabled",  # could not be delivered and max_storage_bytes is 0
     "spool_corrupt",  # a corrupt or truncated spool line (counted in lines, not events)
     "closed",  # tracked after shutdown()
-    "process_lost",  # handed to a delivery process that died before delivering or spooling them
 )
 COUNTERS = ("sent", "sent_batches", "retried", "spooled", "recovered")
 
@@ -48,6 +46,8 @@ class Stats:
 
     def __init__(self) -> None:
         self._cells: dict[int, dict[str, int]] = {}
+        #: The endpoint's answer to the last batch it rejected ("HTTP 401 Unauthorized: ..."), or "".
+        self.last_rejection = ""
 
     def _cell(self) -> dict[str, int]:
         ident = threading.get_ident()
@@ -68,6 +68,11 @@ class Stats:
         if recovered:
             cell["recovered"] += events
 
+    def reject(self, count: int, answer: str) -> None:
+        """Record ``count`` events of a batch the endpoint rejected (a final 4xx) with ``answer``; log at WARNING."""
+        self.last_rejection = answer
+        self.drop("rejected", count)
+
     def drop(self, reason: str, count: int) -> None:
         """Record ``count`` events dropped for ``reason``, and log it at WARNING."""
         if count <= 0:
@@ -75,14 +80,10 @@ class Stats:
         self._cell()[reason] += count
         logger.warning("peekapi: dropped %d event(s): %s", count, reason)
 
-    def snapshot(
-        self, tracked: int, queue_depth: int, in_flight: int, elsewhere: Mapping[str, int] | None = None
-    ) -> StatsSnapshot:
-        """The counters summed over all threads (and ``elsewhere``: a delivery process's), with the given gauges."""
+    def snapshot(self, tracked: int, queue_depth: int, in_flight: int, closed: int) -> StatsSnapshot:
+        """The counters summed over all threads, with the given gauges and ``closed`` (counted by the buffer)."""
         totals = dict.fromkeys(COUNTERS + DROP_REASONS, 0)
-        for name, value in (elsewhere or {}).items():
-            if name in totals:
-                totals[name] += value
+        totals["closed"] = closed
         for cell in list(self._cells.values()):
             for name, value in list(cell.items()):
                 totals[name] += value

@@ -195,13 +195,6 @@ class Worker:
         self._buffer.held_elsewhere = 0
         self._to_spool(held)
 
-    #: Events on their way elsewhere (a delivery process has some; this worker has none).
-    waiting = 0
-
-    def counters(self) -> dict[str, int]:
-        """Counters kept elsewhere (a delivery process's); this worker counts in the client's ``Stats``."""
-        return {}
-
     @property
     def in_flight(self) -> int:
         """Events batched but not yet delivered, spooled or dropped: in the outbox, or the batch being sent."""
@@ -318,11 +311,6 @@ class Worker:
         buffer.held_elsewhere = self.in_flight
         self._next_recovery = 0.0  # the sender sends them back out once it has caught up
 
-    def spill_entries(self, entries: list[Entry]) -> None:
-        """Spool ``entries`` (buffer entries that memory has no room for) from the calling thread. Never raises."""
-        spool_entries(self._settings, self._spool, self._stats, entries)
-        self._next_recovery = 0.0  # the sender sends them back out once it has caught up
-
     def _encode(self, entries: list[Entry]) -> list[Batch]:
         return encode(self._settings, self._stats, entries)
 
@@ -398,7 +386,7 @@ class Worker:
         if result.outcome == "rejected":
             message = f"batch of {batch.count} events rejected by {self._settings.endpoint.origin}: {result.detail}"
             logger.error("peekapi: %s; not retried", message)
-            self._stats.drop("rejected", batch.count)
+            self._stats.reject(batch.count, result.detail or f"HTTP {result.status}")
             self._report_error(DeliveryError(message, result.status, batch.count))
             return None
         batch.attempts += 1
@@ -497,7 +485,7 @@ class Worker:
         return run
 
 
-# -- shared with the relay (peekapi.relay), which spools and reports from its own thread -----------------------
+# -- helpers -------------------------------------------------------------------------------------------------
 
 
 def encode(settings: Settings, stats: Stats, entries: list[Entry]) -> list[Batch]:
@@ -520,11 +508,6 @@ def spool_batches(spool: Spool, stats: Stats, batches: list[Batch]) -> None:
         stats.drop(reason, lost)
 
 
-def spool_entries(settings: Settings, spool: Spool, stats: Stats, entries: list[Entry]) -> None:
-    """Encode buffer entries and spool them, from the calling thread. Never raises."""
-    spool_batches(spool, stats, encode(settings, stats, entries))
-
-
 def spool_buffer(settings: Settings, spool: Spool, stats: Stats, buffer: EventBuffer) -> int:
     """Spool every event ``buffer`` holds, from the calling thread (the only one taking from it then); how many.
 
@@ -532,7 +515,7 @@ def spool_buffer(settings: Settings, spool: Spool, stats: Stats, buffer: EventBu
     """
     entries = buffer.take_entries(len(buffer))
     if entries:
-        spool_entries(settings, spool, stats, entries)
+        spool_batches(spool, stats, encode(settings, stats, entries))
     return len(entries)
 
 

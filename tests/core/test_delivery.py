@@ -41,17 +41,14 @@ def test_events_arrive_once_with_wire_fields(ingest: IngestServer, options: dict
     assert client.shutdown(2)
 
 
-@pytest.mark.parametrize("delivery", ["thread", "process"])
-def test_events_tracked_after_shutdown_are_counted_as_closed(
-    ingest: IngestServer, options: dict[str, Any], delivery: str
-) -> None:
+def test_events_tracked_after_shutdown_are_counted_as_closed(ingest: IngestServer, options: dict[str, Any]) -> None:
     from peekapi.middleware import PeekApiWSGI
 
     def hello(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         start_response("200 OK", [])
         return [b"ok"]
 
-    client = PeekApiClient({**options, "delivery": delivery})
+    client = PeekApiClient(options)
     app = PeekApiWSGI(hello, client=client)
     client.track(event(1))
     assert client.shutdown(5)
@@ -65,13 +62,12 @@ def test_events_tracked_after_shutdown_are_counted_as_closed(
     assert stats["tracked"] == stats["sent"] + stats["dropped_total"]
 
 
-@pytest.mark.parametrize("delivery", ["thread", "process"])
 def test_an_event_appended_in_the_instant_the_buffer_closes_is_spooled_by_shutdown(
-    ingest: IngestServer, options: dict[str, Any], delivery: str
+    ingest: IngestServer, options: dict[str, Any]
 ) -> None:
     # A request thread that had checked for room just before shutdown() closed the buffer appends its event
     # after the last look of the thread that drains it: shutdown() spools it instead of leaving it in memory.
-    client = PeekApiClient({**options, "delivery": delivery})
+    client = PeekApiClient(options)
     client.track(event(1))
     buffer = client._buffer
     at_append, go_on = threading.Event(), threading.Event()
@@ -124,12 +120,11 @@ def test_batch_size_triggers_a_send_before_the_interval(ingest: IngestServer, op
     client.shutdown(2)
 
 
-@pytest.mark.parametrize("delivery", ["thread", "process"])
 def test_a_memory_of_one_batch_takes_events_again_once_it_is_sent(
-    ingest: IngestServer, options: dict[str, Any], delivery: str
+    ingest: IngestServer, options: dict[str, Any]
 ) -> None:
     # The batch being sent counts against memory until it is delivered: then the room must come back.
-    client = PeekApiClient({**options, "batch_size": 10, "max_buffer_size": 10, "delivery": delivery})
+    client = PeekApiClient({**options, "batch_size": 10, "max_buffer_size": 10})
     for round_ in range(3):
         for i in range(10):
             client.track({"method": "GET", "path": f"/r/{round_}/{i}", "status_code": 200, "response_time_ms": 1.0})
@@ -239,12 +234,16 @@ def test_flush_interrupts_a_retry_wait(ingest: IngestServer, options: dict[str, 
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
-def test_other_4xx_are_final(ingest: IngestServer, options: dict[str, Any], status: int, tmp_path: Path) -> None:
+def test_other_4xx_are_final(
+    ingest: IngestServer, options: dict[str, Any], status: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     errors: list[Exception] = []
     ingest.plan(status)
     client = PeekApiClient({**options, "on_error": errors.append})
     client.track(event())
-    assert client.flush(5)
+    with caplog.at_level("WARNING", logger="peekapi"):
+        assert client.flush(5) is False  # handled, but not delivered: flush() says so
+    assert f"flush(): 1 event(s) rejected by the endpoint (HTTP {status}" in caplog.text
     assert [r.status for r in ingest.requests] == [status]
     stats = client.stats()
     assert stats["dropped"]["rejected"] == 1
@@ -268,7 +267,7 @@ def test_a_redirect_is_never_followed(ingest: IngestServer, options: dict[str, A
         ingest.plan(Answer(status, headers={"Location": trap.url}))
         client = PeekApiClient({**options, "on_error": errors.append})
         client.track(event())
-        assert client.flush(5)
+        assert client.flush(5) is False  # rejected, not delivered
         time.sleep(0.3)
         stats = client.stats()
         report(
@@ -309,3 +308,34 @@ def test_never_gzips_for_a_server_that_did_not_ask(ingest: IngestServer, options
     assert client.flush(5)
     assert all("content-encoding" not in r.headers for r in ingest.accepted())
     client.shutdown(2)
+
+
+def test_flush_is_true_only_when_everything_since_the_last_flush_was_delivered(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = PeekApiClient({**options, "retry_base_delay": 0.01})
+    client.track(event(1))
+    assert client.flush(5) is True
+    ingest.default(Answer(503))  # down: retried, then spooled
+    client.track(event(2))
+    with caplog.at_level("INFO", logger="peekapi"):
+        assert client.flush(10) is False
+    assert "flush(): 1 event(s) spooled to disk, not delivered (re-sent later)" in caplog.text
+    assert client.flush(5) is True  # nothing tracked since: nothing undelivered since the last flush
+    ingest.default(Answer(200))
+    client.track(event(3))
+    assert client.flush(5) is True
+    assert client.shutdown(5)
+
+
+def test_flush_that_runs_out_of_time_says_what_is_still_on_its_way(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest.default(Answer(200, delay=1.0))  # slow collector
+    client = PeekApiClient(options)
+    client.track(event(1))
+    with caplog.at_level("INFO", logger="peekapi"):
+        assert client.flush(0.2) is False
+    assert "flush(): timed out with 0 event(s) in memory and 1 being sent" in caplog.text
+    assert client.flush(5) is True  # delivered meanwhile: nothing spooled or dropped since the last flush
+    assert client.shutdown(5)

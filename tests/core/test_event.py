@@ -143,7 +143,9 @@ def test_request_event_dataclass() -> None:
     }
 
 
-def test_malformed_events_do_not_poison_their_batch(ingest: IngestServer, options: dict[str, Any]) -> None:
+def test_malformed_events_do_not_poison_their_batch(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     client = PeekApiClient({**options, "batch_size": 10})
     good = [{"method": "GET", "path": f"/ok/{i}", "status_code": 200, "response_time_ms": 1} for i in range(8)]
     client.track(good[0])
@@ -153,7 +155,9 @@ def test_malformed_events_do_not_poison_their_batch(ingest: IngestServer, option
     client.track({**good[2], "metadata": {"obj": object()}})
     for event in good[3:]:
         client.track(event)
-    assert client.flush(5)
+    with caplog.at_level("WARNING", logger="peekapi"):
+        assert client.flush(5) is False  # the good ones delivered, the bad ones dropped: not all delivered
+    assert "flush(): event(s) dropped, not delivered: 2 invalid" in caplog.text
     paths = sorted(e["path"] for e in ingest.events())
     report(
         "8 good and 3 bad events in one batch",
