@@ -36,7 +36,7 @@ MIN_EVENT_BYTES = 512
 ENV_API_KEY = "PEEKAPI_API_KEY"
 ENV_ENDPOINT = "PEEKAPI_ENDPOINT"
 ENV_DELIVERY = "PEEKAPI_DELIVERY"
-DELIVERY_MODES = ("process", "thread")
+DELIVERY_MODES = ("thread",)
 
 logger = logging.getLogger("peekapi")
 
