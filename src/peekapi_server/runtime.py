@@ -1,4 +1,4 @@
-"""Collector: the running parts of one collector process (store, queue, writer, caches, maintenance).
+"""Collector: the running parts of one collector process (store, queue, writer, caches, maintenance, alerts).
 
 Created by the app's lifespan and reached by handlers as ``request.app.state.collector``.
 """
@@ -6,6 +6,7 @@ Created by the app's lifespan and reached by handlers as ``request.app.state.col
 from __future__ import annotations
 
 from .activity import Activity, Summary
+from .alerts.jobs import AlertJob
 from .auth import CredentialCache
 from .config import ServerConfig
 from .queue.buffer import WriteQueue
@@ -40,9 +41,11 @@ class Collector:
         self.maintenance = Maintenance(self.store, self.config)
         self.activity = Activity()
         self.summary = Summary(self.config.summary_interval_seconds, self._figures)
+        self.alerts = AlertJob(self.store, self.config)
         self.writer.start()
         self.maintenance.start()
         self.summary.start()
+        self.alerts.start()
 
     def _figures(self) -> tuple[int, int, int, dict[int, int], int]:
         _, rejected, refused = self.activity.snapshot()
@@ -51,6 +54,7 @@ class Collector:
 
     def stop(self) -> None:
         """Writes what is queued, stops the background threads and closes a store it opened itself."""
+        self.alerts.stop()
         self.maintenance.stop()
         self.writer.stop()
         self.summary.stop()

@@ -2,7 +2,7 @@
 
 A rule watches one metric of a project's traffic over a window (evaluated every minute from the rollups):
 
-- ``metric``: ``requests_per_minute``, ``error_rate``, ``error_rate_5xx``, ``error_rate_4xx`` (percent, 0..100),
+- ``metric``: ``requests`` (over the window), ``requests_per_minute``, ``error_rate``, ``error_rate_5xx``, ``error_rate_4xx`` (percent, 0..100),
   ``p50_ms``, ``p95_ms``, ``p99_ms``, ``bytes`` (in and out, over the window) or ``consumers`` (distinct ones);
 - ``scope``: the traffic it looks at: ``endpoint`` (a route), ``method``, ``status_class`` (1..5), ``consumer``;
   any left out means all;
@@ -13,8 +13,8 @@ A rule watches one metric of a project's traffic over a window (evaluated every 
   requests in the window; below, the rule holds its state), ``for_seconds`` (breaching this long before firing),
   ``recovery`` (the value must be back past it to resolve: hysteresis; default the threshold);
 - ``no_data``: what a window without requests means for a metric that needs some: ``keep`` (hold the state),
-  ``ok`` (not breaching) or ``alert`` (breaching). ``requests_per_minute`` and ``bytes`` are 0 then, so "no
-  requests for 15 minutes" is ``requests_per_minute below 1`` over a 15-minute window;
+  ``ok`` (not breaching) or ``alert`` (breaching). Counts (requests, bytes, consumers) are 0 then, so "no
+  requests for 15 minutes" is ``requests below 1`` over a 15-minute window;
 - ``channels`` (names of the project's channels), ``repeat_seconds`` (remind while firing; 0: never).
 
 Everything here is pure: validation raises ``ValueError`` naming the field; nothing touches the store.
@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal, get_args
 
 Metric = Literal[
+    "requests",
     "requests_per_minute",
     "error_rate",
     "error_rate_5xx",
@@ -54,7 +55,7 @@ CHANNEL_KINDS: tuple[str, ...] = get_args(ChannelKind)
 #: Metrics that are a share of the window's requests: they need ``min_requests`` and mean nothing without any.
 RATES = frozenset({"error_rate", "error_rate_5xx", "error_rate_4xx"})
 #: Metrics that exist without requests (they are 0 then).
-COUNTS = frozenset({"requests_per_minute", "bytes", "consumers"})
+COUNTS = frozenset({"requests", "requests_per_minute", "bytes", "consumers"})
 MAX_WINDOW = 7 * 86400
 MAX_NAME = 100
 _METHOD = re.compile(r"[A-Za-z]{1,16}")
@@ -127,13 +128,17 @@ class Rule:
             raise ValueError("baseline must be 'previous' or 'week'")
         if self.group_by not in (None, *get_args(GroupBy)):
             raise ValueError("group_by must be 'endpoint', 'consumer' or none")
+        if self.group_by is not None and self.metric == "consumers":
+            raise ValueError("the consumers metric counts every consumer: it cannot be grouped")
         if self.no_data not in get_args(NoData):
             raise ValueError("no_data must be 'keep', 'ok' or 'alert'")
         min_requests = _whole("min_requests", self.min_requests)
         for_seconds = _whole("for_seconds", self.for_seconds)
         repeat = _whole("repeat_seconds", self.repeat_seconds)
-        if for_seconds > MAX_WINDOW or (repeat and repeat < 60) or repeat > 30 * 86400:
-            raise ValueError("for_seconds must be at most a week, repeat_seconds 0 or 60 to 30 days")
+        if for_seconds > MAX_WINDOW:
+            raise ValueError(f"for_seconds must be at most {MAX_WINDOW} (a week)")
+        if (repeat and repeat < 60) or repeat > 30 * 86400:
+            raise ValueError("repeat_seconds must be 0 or 60 to 2592000 (30 days)")
         if self.comparison in ("increase", "decrease") and threshold <= 0:
             raise ValueError("an increase or decrease threshold is a percentage above 0")
         if self.metric in RATES and self.comparison in ("above", "below") and not 0 <= threshold <= 100:
