@@ -2,8 +2,9 @@
 
 A rule watches one metric of a project's traffic over a window (evaluated every minute from the rollups):
 
-- ``metric``: ``requests`` (over the window), ``requests_per_minute``, ``error_rate``, ``error_rate_5xx``, ``error_rate_4xx`` (percent, 0..100),
-  ``p50_ms``, ``p95_ms``, ``p99_ms``, ``bytes`` (in and out, over the window) or ``consumers`` (distinct ones);
+- ``metric``: ``requests`` (over the window), ``requests_per_minute``, ``error_rate``, ``error_rate_5xx``,
+  ``error_rate_4xx`` (percent, 0..100), ``p50_ms``, ``p95_ms``, ``p99_ms``, ``bytes`` (in and out, over the
+  window) or ``consumers`` (distinct ones);
 - ``scope``: the traffic it looks at: ``endpoint`` (a route), ``method``, ``status_class`` (1..5), ``consumer``;
   any left out means all;
 - ``group_by``: ``endpoint`` or ``consumer`` for one alert per group, or none for one alert;
