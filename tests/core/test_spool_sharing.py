@@ -195,14 +195,12 @@ def test_an_idle_process_recovers_its_spool_periodically_once_the_collector_is_b
 def test_a_claim_left_by_a_killed_process_is_taken_over(spawn: Any, ingest: IngestServer, storage: Path) -> None:
     ingest.default(Answer(503))
     # One flush of 300 events: the first batch is tried 5 times and spooled, the 29 waiting behind it go to
-    # disk together: a spool file of many batches (all 30 batched at once, as the threaded worker does; a
-    # delivery process may receive the events in several parts and spool them in several files).
-    spool_through_an_outage(spawn, "k", 300, 300, delivery="thread")
+    # disk together: a spool file of many batches (all 30 batched at once).
+    spool_through_an_outage(spawn, "k", 300, 300)
     assert max(len(p.read_bytes().splitlines()) for p in ready_files(storage)) > 5
 
     ingest.default(Answer(200, delay=0.1))
-    # Delivering from the killed process itself: a delivery process would outlive it and finish the file.
-    first = spawn("recover", flush_interval=60, delivery="thread")
+    first = spawn("recover", flush_interval=60)
     first.expect("started")
     ingest.wait_for(60, timeout=10)  # part of the big file is delivered, the rest still claimed
     first.signal(signal.SIGKILL)
