@@ -8,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import export, live, login, overview, projects, tables
+from . import alert_channels, alerts, export, live, login, overview, projects, tables
 from .web import HERE, SecurityHeaders, current_session
 
 
@@ -50,6 +50,20 @@ def mount() -> Mount:
             Route("/projects/credentials/revoke", projects.revoke_credential, methods=post),
             Route("/projects/retention", projects.set_retention, methods=post),
             Route("/export", export.export, methods=get),
+            Route("/alerts", alerts.alerts_page, methods=get),
+            Route("/alerts.json", alerts.alerts_json, methods=get),
+            Route("/alerts/rule", alerts.rule_page, methods=get),
+            Route("/alerts/rule.json", alerts.rule_json, methods=get),
+            Route("/alerts/new", alerts.new_page, methods=get),
+            Route("/alerts/create", alerts.create_rule, methods=post),
+            Route("/alerts/update", alerts.update_rule, methods=post),
+            Route("/alerts/preview", alerts.preview_rule, methods=post),
+            Route("/alerts/silence", alerts.silence_rule, methods=post),
+            Route("/alerts/delete", alerts.delete_rule, methods=post),
+            Route("/alerts/channels", alert_channels.channels_page, methods=get),
+            Route("/alerts/channels.json", alert_channels.channels_json, methods=get),
+            Route("/alerts/channels/create", alert_channels.create_channel, methods=post),
+            Route("/alerts/channels/delete", alert_channels.delete_channel, methods=post),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[Middleware(SecurityHeaders)],
