@@ -120,14 +120,16 @@ def test_options_fields_are_all_documented() -> None:
     assert missing == []
 
 
-def test_delivery_mode_from_the_option_else_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delivery_runs_in_threads_and_other_modes_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One delivery mode, "thread"; "process" (the delivery process, removed) is refused at configuration."""
     monkeypatch.delenv("PEEKAPI_DELIVERY", raising=False)
-    assert resolve_options({"api_key": "ak_x"}).delivery == "process"
+    assert resolve_options({"api_key": "ak_x"}).delivery == "thread"
+    assert resolve_options({"api_key": "ak_x", "delivery": "thread"}).delivery == "thread"
+    for mode in ("process", "fork"):
+        with pytest.raises(ValueError, match=f"option 'delivery' must be one of 'thread', got '{mode}'"):
+            resolve_options({"api_key": "ak_x", "delivery": mode})
     monkeypatch.setenv("PEEKAPI_DELIVERY", "thread")
     assert resolve_options({"api_key": "ak_x"}).delivery == "thread"
-    assert resolve_options({"api_key": "ak_x", "delivery": "process"}).delivery == "process"
-    with pytest.raises(ValueError, match="option 'delivery' must be one of 'process', 'thread', got 'fork'"):
-        resolve_options({"api_key": "ak_x", "delivery": "fork"})
-    monkeypatch.setenv("PEEKAPI_DELIVERY", "threads")
-    with pytest.raises(ValueError, match="PEEKAPI_DELIVERY must be one of"):
+    monkeypatch.setenv("PEEKAPI_DELIVERY", "process")
+    with pytest.raises(ValueError, match="PEEKAPI_DELIVERY must be one of 'thread', got 'process'"):
         resolve_options({"api_key": "ak_x"})
