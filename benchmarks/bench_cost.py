@@ -8,8 +8,9 @@ harness's event at a steady ``--rate`` per second (a batch of events every milli
 and waits until everything was delivered. Counted over that window:
 
 - **CPU**: user + system time of the tracking process (``getrusage``) plus that of every process the SDK started
-  (its delivery process: the run time of each of its threads, ``/proc/<pid>/task/*/schedstat``), in
-  microseconds per event. The figure reported is that minus the floor's, from the same round.
+  (a delivery process, in SDKs that have one: the run time of each of its threads,
+  ``/proc/<pid>/task/*/schedstat``), in microseconds per event. The figure reported is that minus the
+  floor's, from the same round.
 - **Memory**, at the end of the window: RSS and PSS (``/proc/<pid>/smaps_rollup``) of the tracking process and
   of its helper processes; reported as what each adds to ``none`` (the same process tracking into nothing, with
   no SDK imported).
@@ -21,7 +22,7 @@ The variants, interleaved in a shuffled order every round (medians over rounds):
   thread that wakes every 10 ms, ``json.dumps`` 100 events at a time and POSTs them over one kept-alive
   ``http.client`` connection.
 - ``default``: this SDK as configured by default (``delivery`` unset); ``thread`` and ``process``: with that
-  option set (``process`` only while the SDK has that mode).
+  option set, for a tree whose SDK has those modes (skipped otherwise; this one has threads only).
 - ``peekapi010``: peekapi 0.1.0 (``_harness.load_peekapi010``), drained at the end with ``_harness.drain_old``.
 
 The run fails when the sink did not count exactly the events tracked, or saw a duplicate batch id. Writes
@@ -179,7 +180,7 @@ def run_one(variant: str, url: str, events: int, rate: int) -> dict[str, Any]:
     track, deliver = _make(variant, url, events)
     _pace(track, WARM_UP, rate)
     deliver(WARM_UP)
-    time.sleep(0.3)  # start-up work (spool recovery, a delivery process's imports) out of the window
+    time.sleep(0.3)  # start-up work (spool recovery, first connection) out of the window
     children = _own_children()
     gc.collect()
     cpu0, child0, t0 = _self_cpu(), _children_cpu(children), time.monotonic()

@@ -11,7 +11,8 @@ this benchmark counts the instructions a piece of work executes, with valgrind's
   ``peekapi`` (the request path only: its events are held in memory, as ``bench_middleware``'s "peekapi-path"
   variant).
 - ``encode``: instructions per compact middleware event taken from the buffer and encoded into batches (the
-  delivery process's main per-event work), the events unmarshalled from frames as that process gets them.
+  background thread's main per-event work; the events come unmarshalled from frames, as a delivery process got
+  them in earlier versions, the unmarshalling subtracted).
 
 Each figure is the difference between two runs of different lengths (N and 2N requests or events) divided by
 N, so start-up, imports and warm-up cancel out. The garbage collector is frozen after warm-up and turned off

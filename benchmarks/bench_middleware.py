@@ -7,8 +7,7 @@ Four measurements, each interleaving the variants in one run and reporting media
    deliver to a loopback sink running in a subprocess, so their background threads do their real work.
 2. Over sockets (``load``): uvicorn (Starlette) and gunicorn (Flask), one worker each, loaded by ``wrk`` on
    127.0.0.1: requests per second (the change is the median of per-round ratios) and the server's CPU time per
-   request (all its processes, peekapi's delivery process included, from /proc), bare vs peekapi (delivering
-   from threads, and from a delivery process). (Holding delivery back for a whole run is no
+   request (all its processes, from /proc), bare vs peekapi. (Holding delivery back for a whole run is no
    measure of the request path there: tens of thousands of held events make the garbage collector the cost.)
 3. Side by side over sockets (``ab``): the ``load`` servers all up at once, many short wrk runs in shuffled
    order, the median of the per-round ratios to bare with its quartiles: finer than ``load`` on a machine whose
@@ -77,20 +76,17 @@ def _sink_url() -> str:
     return url
 
 
-# The variants measured in-process. "peekapi" (delivering from threads), "peekapi-process" (from a delivery
-# process, whose CPU time is added) and "peekapi010" are measured with their delivery of the batch's events
+# The variants measured in-process. "peekapi" and "peekapi010" are measured with their delivery of the batch's events
 # included. "peekapi-path" holds delivery back during a batch (batch size and interval beyond it), delivers
 # after it, untimed, and counts only the serving thread: the cost on the request path alone. "noop" is a
 # pass-through middleware that only wraps send / start_response and counts the body bytes (NoopASGI /
 # NoopWSGI): the floor under any middleware that records responses.
-VARIANTS = ("bare", "noop", "minimal", "peekapi", "peekapi-process", "peekapi-path", "peekapi010")
+VARIANTS = ("bare", "noop", "minimal", "peekapi", "peekapi-path", "peekapi010")
 CLIENTS: dict[str, list[Any]] = {}
 
 
 def _new_client(variant: str) -> Any:
     options: dict[str, Any] = {"api_key": "ak_bench", "endpoint": _sink_url()}
-    if variant.startswith("peekapi") and variant != "peekapi010":
-        options["delivery"] = "process" if variant == "peekapi-process" else "thread"
     if variant == "peekapi010":
         client = load_old().PeekApiClient(options)
     else:
@@ -113,7 +109,7 @@ def starlette_app(variant: str = "bare") -> Any:
         return PlainTextResponse("hello, world")
 
     app = Starlette(routes=[Route("/", hello)])
-    if variant in ("peekapi", "peekapi-path", "peekapi-process"):
+    if variant in ("peekapi", "peekapi-path"):
         from peekapi.middleware import PeekApiASGI
 
         app.add_middleware(PeekApiASGI, client=_new_client(variant))
@@ -137,7 +133,7 @@ def flask_app(variant: str = "bare") -> Any:
     def hello() -> str:
         return "hello, world"
 
-    if variant in ("peekapi", "peekapi-path", "peekapi-process"):
+    if variant in ("peekapi", "peekapi-path"):
         from peekapi.middleware import PeekApiWSGI
 
         app.wsgi_app = PeekApiWSGI(app.wsgi_app, client=_new_client(variant))  # type: ignore[method-assign]
@@ -319,14 +315,6 @@ def starlette_peekapi() -> Any:
     return starlette_app("peekapi")
 
 
-def starlette_peekapi_process() -> Any:
-    return starlette_app("peekapi-process")
-
-
-def flask_peekapi_process() -> Any:
-    return flask_app("peekapi-process")
-
-
 def flask_bare() -> Any:
     return flask_app("bare")
 
@@ -473,15 +461,12 @@ def _timed(variant: str, run: Callable[[], None], n: int) -> float:
     """CPU µs per request.
 
     "peekapi" and "peekapi010": CPU time of the whole process (all its threads) for the batch plus the
-    delivery of its events, so the SDKs' background work counts ("peekapi-process": its delivery process's
-    too). "bare", "noop", "minimal" and "peekapi-path": CPU time of the thread serving the requests only (the
-    request path; for "peekapi-path" its events are delivered after the batch, untimed, and "minimal"'s records
-    dropped). Process or thread CPU time
-    rather than wall time: other load on the machine does not count.
+    delivery of its events, so the SDKs' background work counts. "bare", "noop", "minimal" and "peekapi-path":
+    CPU time of the thread serving the requests only (the request path; for "peekapi-path" its events are
+    delivered after the batch, untimed, and "minimal"'s records dropped). Process or thread CPU time rather
+    than wall time: other load on the machine does not count.
     """
     clock = time.thread_time if variant in ("bare", "noop", "minimal", "peekapi-path") else time.process_time
-    if variant == "peekapi-process":
-        clock = _with_delivery_processes
     start = clock()
     run()
     if variant != "peekapi-path":
@@ -494,34 +479,6 @@ def _timed(variant: str, run: Callable[[], None], n: int) -> float:
     return spent / n * 1e6
 
 
-_DELIVERERS: list[Path] = []
-
-
-def _find_deliverers() -> None:
-    """Note the schedstat files of this process's peekapi delivery processes (before timing anything)."""
-    me = str(os.getpid())
-    _DELIVERERS.clear()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.read_text().rsplit(")", 1)[1].split()[1] != me:
-                continue
-            if b"peekapi.deliverer" in (stat.parent / "cmdline").read_bytes():
-                _DELIVERERS.extend((stat.parent / "task").glob("*/schedstat"))
-        except OSError:
-            continue
-
-
-def _with_delivery_processes() -> float:
-    """CPU seconds of this process plus its peekapi delivery processes' threads (nanosecond schedstat)."""
-    total = time.process_time()
-    for path in _DELIVERERS:
-        try:
-            total += int(path.read_text().split()[0]) / 1e9
-        except OSError:
-            continue
-    return total
-
-
 def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
     load_old()
     suites = {
@@ -532,7 +489,6 @@ def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
     for suite, runners in suites.items():
         for variant, run in runners.items():  # warm up
             _timed(variant, run, n)
-        _find_deliverers()
         samples: dict[str, list[float]] = {v: [] for v in runners}
         order = list(runners)
         for _ in range(rounds):
@@ -544,7 +500,7 @@ def inproc(rounds: int, n: int) -> dict[str, dict[str, float]]:
         bare = samples["bare"]
         print(f"\n{suite}: CPU µs per request, median of {rounds} interleaved batches of {n}; added: the median")
         print("  of the per-round differences to bare (the same round: paired), and its ratio; peekapi,")
-        print("  peekapi-process and peekapi010 include the CPU time of delivering their events")
+        print("  peekapi and peekapi010 include the CPU time of delivering their events")
         for variant, values in samples.items():
             extra = ""
             if variant != "bare":
@@ -592,7 +548,7 @@ def _server_command(kind: str, factory: str, port: int) -> list[str]:
 # In production neither the load (the API's clients) nor the collector runs on the API's machine. Here all three
 # share two cores, so wrk runs at a higher priority (it must not starve while a background process runs: the
 # server would idle, and the run measure the load generator) and the sink at SCHED_IDLE (it takes only CPU
-# time nobody else wants). peekapi's delivery process keeps its own priority (nice 10): its CPU time still comes
+# time nobody else wants).
 # from the same two cores, is counted in the server's CPU per request, and must keep up (checked: "delivered").
 PRIORITIES = os.geteuid() == 0 and os.environ.get("BENCH_PRIORITIES", "1") != "0"
 WRK_PREFIX = ["nice", "-n", "-10"] if PRIORITIES else []
@@ -628,7 +584,6 @@ LOAD_VARIANTS = {
     "minimal": "minimal",
     "floor": "floor",
     "peekapi": "peekapi",
-    "peekapi-process": "peekapi_process",
     "peekapi010": "peekapi010",
 }
 
@@ -641,8 +596,7 @@ def core_interference(rounds: int = 8) -> float | None:
     """How much slower a Python loop runs on CPU 0 while another runs on CPU 1 (median ratio; None if < 2 CPUs).
 
     On a machine whose CPUs share a physical core (SMT siblings, as virtual CPUs often are), any background work
-    -- the load generator's, the collector's, a delivery process's -- slows the server too: a figure to read
-    the load results by.
+    -- the load generator's, the collector's -- slows the server too: a figure to read the load results by.
     """
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         return None
@@ -861,7 +815,7 @@ def _serving(kind: str, factory: str, connections: int) -> Iterator[tuple[int, i
 def _tree_cpu(root: int) -> float:
     """CPU seconds (user + system) used so far by process ``root`` and its descendants (Linux /proc).
 
-    Descendants, not the process group: peekapi's delivery processes run in sessions of their own.
+    Descendants, not the process group: a helper process may run in a session of its own.
     """
     tick = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
