@@ -10,6 +10,11 @@ the command handlers, and when it is missing the command says which install comm
     peekapi key create PROJECT | key list [--project P] | key revoke ID_OR_PREFIX
     peekapi token create PROJECT | token list [--project P] | token revoke ID_OR_PREFIX
     peekapi user create NAME [--password-stdin] | user password NAME [--password-stdin]
+    peekapi alert create PROJECT NAME --metric M (--above|--below|--increase|--decrease) X [options]
+    peekapi alert list [--project P] | alert delete PROJECT NAME
+    peekapi alert silence PROJECT NAME (--for 2h | --until ISO | --off)
+    peekapi alert channel create PROJECT NAME (--webhook URL | --slack URL | --discord URL | --email ADDRS)
+    peekapi alert channel list PROJECT | alert channel delete PROJECT NAME
 
 ``--database`` defaults to ``$PEEKAPI_DATABASE_URL``, else a SQLite file in the per-user data directory.
 """
@@ -20,6 +25,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Literal
@@ -215,6 +221,124 @@ def _user(args: argparse.Namespace) -> int:
     return 0
 
 
+_COMPARISONS = ("above", "below", "increase", "decrease")
+_CHANNEL_KINDS = ("webhook", "slack", "discord", "email")
+#: ``alert create`` options and the rule's text fields they fill (peekapi_server.alerts.text).
+_RULE_OPTIONS = {
+    "metric": "metric",
+    "window": "window",
+    "for_": "for",
+    "min_requests": "min_requests",
+    "recovery": "recovery",
+    "no_data": "no_data",
+    "endpoint": "endpoint",
+    "method": "method",
+    "status_class": "status_class",
+    "consumer": "consumer",
+    "group_by": "group_by",
+    "baseline": "baseline",
+    "repeat": "repeat",
+}
+
+
+def _alert(args: argparse.Namespace) -> int:
+    """``alert create|list|delete|silence`` and ``alert channel create|list|delete``; a bad value exits 2 with
+    the reason, an unknown or taken name exits 1."""
+    admin = _import_server("peekapi_server.alerts.admin")
+    text = _import_server("peekapi_server.alerts.text")
+    store = _open_store(args.database)
+    try:
+        if args.action == "channel":
+            return _alert_channel(args, store, admin)
+        if args.action == "list":
+            _alert_list(store, admin, args.project)
+            return 0
+        project = store.get_project(args.project)
+        now = int(time.time())
+        if args.action == "create":
+            fields = {field: getattr(args, option) for option, field in _RULE_OPTIONS.items()}
+            comparison = next(c for c in _COMPARISONS if getattr(args, c) is not None)
+            fields.update(name=args.name, comparison=comparison, threshold=getattr(args, comparison))
+            rule = text.rule_from_fields({k: v for k, v in fields.items() if v is not None}, args.channel or [])
+            stored = admin.create_rule(store, project.id, rule, now)
+            print(f"created rule {stored.name!r} (id {stored.id}) of project {project.name!r}: {rule.describe()}")
+            return 0
+        with store.alerts(True) as a:
+            stored = a.rule_named(project.id, args.name)
+            if stored is None:
+                raise CliError(f"project {project.name!r} has no rule named {args.name!r}")
+            if args.action == "delete":
+                a.delete_rule(stored.id)
+                print(f"deleted rule {stored.name!r} of project {project.name!r}")
+                return 0
+            if args.off:
+                until = 0
+            elif args.for_:
+                seconds = text.parse_duration(args.for_, "--for")
+                if seconds <= 0:
+                    raise ValueError("--for must be longer than 0s")
+                until = now + seconds
+            else:
+                until = text.parse_time(args.until, "--until")
+                if until <= now:
+                    raise ValueError("--until must be in the future")
+            a.silence_rule(stored.id, until)
+        if until:
+            print(f"silenced rule {stored.name!r} until {_utc(until)} UTC")
+        else:
+            print(f"lifted the silence of rule {stored.name!r}")
+        return 0
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        store.close()
+
+
+def _utc(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
+
+
+def _alert_list(store: Store, admin: ModuleType, project: str | None) -> None:
+    """One line per rule: id, project, name, state (and how many groups fire), last value, silence, the rule."""
+    project_id = store.get_project(project).id if project else None
+    now = int(time.time())
+    for s in admin.summaries(store, project_id):
+        state = s.state + (f" ({s.firing}/{s.groups} groups firing)" if s.groups > 1 else "")
+        value = "-" if s.value is None else f"{s.value:g}"
+        silenced = f"silenced until {_utc(s.stored.silenced_until)}" if s.silenced(now) else "-"
+        about = s.rule.describe() if s.rule else f"unreadable: {s.problem}"
+        print(f"{s.stored.id}\t{s.stored.project}\t{s.stored.name}\t{state}\t{value}\t{silenced}\t{about}")
+
+
+def _alert_channel(args: argparse.Namespace, store: Store, admin: ModuleType) -> int:
+    rules = _import_server("peekapi_server.alerts.rules")
+    project = store.get_project(args.project)
+    if args.channel_action == "create":
+        kind = next(k for k in _CHANNEL_KINDS if getattr(args, k) is not None)
+        channel = rules.Channel(args.name, kind, getattr(args, kind))
+        stored, secret = admin.create_channel(store, project.id, channel, int(time.time()))
+        if secret:
+            print(secret)
+        note = ": its signing secret is shown once, above" if secret else ""
+        print(f"created {kind} channel {stored.name!r} of project {project.name!r}{note}", file=sys.stderr)
+    elif args.channel_action == "list":
+        with store.alerts(False) as a:
+            channels = a.channels(project.id)
+        for c in channels:
+            target = c.target if c.kind == "email" else c.target.split("://", 1)[0] + "://" + _host(c.target) + "/..."
+            print(f"{c.name}\t{c.kind}\t{target}{chr(9) + 'signed' if c.secret else ''}")
+    else:
+        admin.delete_channel(store, project.id, args.name)
+        print(f"deleted channel {args.name!r} of project {project.name!r}")
+    return 0
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or ""
+
+
 def _command(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
@@ -316,7 +440,93 @@ def build_parser() -> argparse.ArgumentParser:
         u.add_argument("name", help="the user's name")
         u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     user.set_defaults(handler=_user)
+    _alert_parser(sub, db)
     return parser
+
+
+def _alert_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db: argparse.ArgumentParser) -> None:
+    alert = _command(
+        sub,
+        "alert",
+        "manage alert rules and their notification channels",
+        "The running collector evaluates every rule once a minute and notifies its channels.",
+    )
+    alert.set_defaults(handler=_alert)
+    asub = alert.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _command(
+        asub,
+        "create",
+        "create an alert rule",
+        "Durations are written 90s, 5m, 1h or 2d; rates (error_rate, error_rate_5xx, error_rate_4xx) are "
+        "percentages; --increase/--decrease compare with a baseline window, in percent.",
+        [db],
+    )
+    create.add_argument("project", help="the project's name")
+    create.add_argument("name", help="the rule's name, unique in the project")
+    create.add_argument(
+        "--metric",
+        required=True,
+        help="requests_per_minute, error_rate, error_rate_5xx, error_rate_4xx, p50_ms, p95_ms, p99_ms, bytes "
+        "or consumers",
+    )
+    how = create.add_mutually_exclusive_group(required=True)
+    how.add_argument("--above", metavar="X", help="fire when the metric is above X")
+    how.add_argument("--below", metavar="X", help="fire when the metric is below X")
+    how.add_argument("--increase", metavar="X", help="fire when the metric increases by X percent over the baseline")
+    how.add_argument("--decrease", metavar="X", help="fire when the metric decreases by X percent from the baseline")
+    create.add_argument("--window", help="the window the metric is measured over, whole minutes (default 5m)")
+    create.add_argument("--for", dest="for_", metavar="DURATION", help="breaching this long before firing (default 0s)")
+    create.add_argument(
+        "--min-requests", metavar="N", help="a rate or a change counts only with N requests (default 0)"
+    )
+    create.add_argument("--recovery", metavar="X", help="where the value must be back to for resolving (default X)")
+    create.add_argument(
+        "--no-data", metavar="keep|ok|alert", help="what a window without requests means (default keep)"
+    )
+    create.add_argument("--endpoint", metavar="ROUTE", help="only this route (default: all)")
+    create.add_argument("--method", help="only this HTTP method")
+    create.add_argument("--status-class", metavar="N", help="only responses of this class (1..5)")
+    create.add_argument("--consumer", metavar="C", help="only this consumer")
+    create.add_argument("--group-by", metavar="endpoint|consumer", help="one alert per endpoint or per consumer")
+    create.add_argument("--baseline", metavar="previous|week", help="for a change: the previous window or a week ago")
+    create.add_argument("--channel", action="append", metavar="NAME", help="notify this channel (repeatable)")
+    create.add_argument("--repeat", metavar="DURATION", help="remind this often while firing (default 0s: never)")
+    ls = _command(
+        asub, "list", "list alert rules", "One line each: id, project, name, state, last value, silence, rule.", [db]
+    )
+    ls.add_argument("--project", help="only this project's")
+    delete = _command(asub, "delete", "delete an alert rule", "Its states and history go with it.", [db])
+    delete.add_argument("project", help="the project's name")
+    delete.add_argument("name", help="the rule's name")
+    silence = _command(asub, "silence", "silence an alert rule", "Nothing is sent for it until the silence ends.", [db])
+    silence.add_argument("project", help="the project's name")
+    silence.add_argument("name", help="the rule's name")
+    until = silence.add_mutually_exclusive_group(required=True)
+    until.add_argument("--for", dest="for_", metavar="DURATION", help="for this long from now (2h, 1d)")
+    until.add_argument("--until", metavar="ISO", help="until this time (2026-12-24T08:00; UTC unless it has an offset)")
+    until.add_argument("--off", action="store_true", help="lift the silence")
+    channel = _command(
+        asub,
+        "channel",
+        "manage notification channels",
+        "A channel is a signed webhook, a Slack or Discord incoming webhook, or email addresses.",
+    )
+    csub = channel.add_subparsers(dest="channel_action", required=True, metavar="ACTION")
+    ccreate = _command(
+        csub, "create", "create a channel", "A webhook's signing secret (whsec_...) is printed once, on stdout.", [db]
+    )
+    ccreate.add_argument("project", help="the project's name")
+    ccreate.add_argument("name", help="the channel's name, unique in the project")
+    target = ccreate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--webhook", metavar="URL", help="POST signed JSON (Standard Webhooks) to this URL")
+    target.add_argument("--slack", metavar="URL", help="a Slack incoming webhook URL")
+    target.add_argument("--discord", metavar="URL", help="a Discord webhook URL")
+    target.add_argument("--email", metavar="ADDRS", help="email addresses, separated by commas")
+    clist = _command(csub, "list", "list a project's channels", "One line each: name, kind, where it sends.", [db])
+    clist.add_argument("project", help="the project's name")
+    cdelete = _command(csub, "delete", "delete a channel", "Refused while a rule sends to it.", [db])
+    cdelete.add_argument("project", help="the project's name")
+    cdelete.add_argument("name", help="the channel's name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
