@@ -108,6 +108,12 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook?x=1"
 
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         self.stopping.set()
         self.server.shutdown()
@@ -120,11 +126,8 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    try:
+    with Receiver() as r:
         yield r
-    finally:
-        r.stop()
 
 
 def channel(kind: str, target: str, secret: str | None = None) -> StoredChannel:

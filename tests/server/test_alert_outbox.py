@@ -32,11 +32,8 @@ def t0() -> int:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    try:
+    with Receiver() as r:
         yield r
-    finally:
-        r.stop()
 
 
 def queue(store: Store, project: Project, receiver: Receiver, t0: int, count: int = 1) -> int:
