@@ -6,8 +6,15 @@ carrying XSS payloads rendered as text. Screenshots go to tests/artifacts/alerts
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import re
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlparse
 
@@ -129,6 +136,68 @@ def test_create_a_channel_and_a_rule_through_the_forms_with_its_preview(page: An
     page.locator(f'#channels-table tr[data-channel="{channel}"] .delete-channel').click()
     page.wait_for_selector("#channel-error")
     assert name in page.text_content("#channel-error")
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook endpoint on 127.0.0.1 keeping what it was sent."""
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        Receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[str]:
+    Receiver.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_send_a_test_notification_and_see_the_result(page: Any, dashboard: Dashboard, receiver: str) -> None:
+    name, dead = unique("hook"), unique("dead")
+    page.goto(f"{dashboard.url}/alerts/channels?project={quote(dashboard.project)}")
+    page.fill("#channel-name", name)
+    page.fill("#channel-target", receiver)
+    page.click("#create-channel")
+    page.wait_for_selector("#new-secret")
+    secret = page.text_content("#new-secret")
+    page.locator(f'#channels-table tr[data-channel="{name}"] .test-channel').click()
+    page.wait_for_selector("#channel-notice:has-text('Sent a test notification')")
+    assert name in page.text_content("#channel-notice")
+    ((headers, body),) = Receiver.received
+    # signed as Standard Webhooks say, with the secret the page showed once
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    assert f"v1,{expected}" in headers["webhook-signature"].split()
+    payload = json.loads(body)
+    assert payload["type"] == "alert.test" and name in payload["text"]
+    shot(page, "channel-test-sent")
+    # a receiver that is not there: the reason is shown
+    page.fill("#channel-name", dead)
+    page.select_option("#channel-kind", "slack")
+    page.fill("#channel-target", "http://127.0.0.1:9/services/x")
+    page.click("#create-channel")
+    page.wait_for_selector(f"#channel-notice:has-text('{dead}')")
+    page.locator(f'#channels-table tr[data-channel="{dead}"] .test-channel').click()
+    page.wait_for_selector("#channel-error")
+    assert f"The test notification to '{dead}' failed:" in page.text_content("#channel-error")
+    assert page.locator("#new-secret").count() == 0  # a Slack channel has no secret of ours
+    assert len(Receiver.received) == 1
+    shot(page, "channel-test-failed")
 
 
 def test_a_wrong_field_is_shown_and_the_form_kept(page: Any, dashboard: Dashboard) -> None:

@@ -1,9 +1,10 @@
 """The notification channels page: a project's webhooks, Slack and Discord incoming webhooks and email
 addresses; create one (a webhook's ``whsec_`` signing secret is shown once, in the answer), delete one no rule
-uses.
+uses, and send a test notification through one, with the result shown.
 
-``GET /alerts/channels?project=P`` (twin ``/alerts/channels.json``); forms post to ``/alerts/channels/create``
-and ``/alerts/channels/delete``. With htmx the answer is the channels panel alone, otherwise the whole page. URL targets are shown with their path hidden: a Slack or Discord webhook URL is a
+``GET /alerts/channels?project=P`` (twin ``/alerts/channels.json``); forms post to ``/alerts/channels/create``,
+``/alerts/channels/delete`` and ``/alerts/channels/test``. With htmx the answer is the channels panel alone,
+otherwise the whole page. URL targets are shown with their path hidden: a Slack or Discord webhook URL is a
 credential.
 """
 
@@ -18,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from peekapi_server.alerts import admin
+from peekapi_server.alerts.outbox import send_test
 from peekapi_server.alerts.rules import Channel
 from peekapi_server.store import StoreError
 from peekapi_server.store.alerts import StoredChannel
 from peekapi_server.store.users import Session
 
 from .alerts import project_view
-from .web import base_context, page, project_names, read_form, render, store_of
+from .web import base_context, collector_of, page, project_names, read_form, render, store_of
 
 
 def shown_target(channel: StoredChannel) -> str:
@@ -140,3 +142,21 @@ async def delete_channel(request: Request, session: Session) -> Response:
     except (ValueError, StoreError) as exc:
         return await _render(request, session, project, 400, error=str(exc))
     return await _render(request, session, project, notice=f"Deleted the channel {name!r}.")
+
+
+@page
+async def test_channel(request: Request, session: Session) -> Response:
+    """``POST /alerts/channels/test``: sends a test notification through the channel ``name`` now (blocks a
+    worker thread until the receiver answers, at most the outbox's timeouts) and shows whether it arrived."""
+    form = await read_form(request)
+    project, name = form.get("project", ""), form.get("name", "")
+    view = await project_view(request, project)
+    if isinstance(view, Response):
+        return view
+    collector = collector_of(request)
+    failure = await run_in_threadpool(send_test, collector.store, collector.config, view.project.id, name)
+    if failure is not None:
+        return await _render(
+            request, session, project, 502, error=f"The test notification to {name!r} failed: {failure}"
+        )
+    return await _render(request, session, project, notice=f"Sent a test notification to {name!r}.")

@@ -64,6 +64,7 @@ def mount() -> Mount:
             Route("/alerts/channels.json", alert_channels.channels_json, methods=get),
             Route("/alerts/channels/create", alert_channels.create_channel, methods=post),
             Route("/alerts/channels/delete", alert_channels.delete_channel, methods=post),
+            Route("/alerts/channels/test", alert_channels.test_channel, methods=post),
             Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
         ],
         middleware=[Middleware(SecurityHeaders)],
