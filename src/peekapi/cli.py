@@ -266,7 +266,9 @@ def _alert(args: argparse.Namespace) -> int:
         with store.alerts(True) as a:
             stored = a.rule_named(project.id, args.name)
             if stored is None:
-                raise CliError(f"project {project.name!r} has no rule named {args.name!r}")
+                raise _import_server("peekapi_server.store").StoreError(
+                    f"project {project.name!r} has no rule named {args.name!r}"
+                )
             if args.action == "delete":
                 a.delete_rule(stored.id)
                 print(f"deleted rule {stored.name!r} of project {project.name!r}")
@@ -322,21 +324,13 @@ def _alert_channel(args: argparse.Namespace, store: Store, admin: ModuleType) ->
         note = ": its signing secret is shown once, above" if secret else ""
         print(f"created {kind} channel {stored.name!r} of project {project.name!r}{note}", file=sys.stderr)
     elif args.channel_action == "list":
-        with store.alerts(False) as a:
-            channels = a.channels(project.id)
-        for c in channels:
-            target = c.target if c.kind == "email" else c.target.split("://", 1)[0] + "://" + _host(c.target) + "/..."
-            print(f"{c.name}\t{c.kind}\t{target}{chr(9) + 'signed' if c.secret else ''}")
+        for c in admin.channels(store, project.id):
+            signed = "\tsigned" if c.secret else ""
+            print(f"{c.name}\t{c.kind}\t{admin.shown_target(c)}{signed}")
     else:
         admin.delete_channel(store, project.id, args.name)
         print(f"deleted channel {args.name!r} of project {project.name!r}")
     return 0
-
-
-def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).hostname or ""
 
 
 def _command(

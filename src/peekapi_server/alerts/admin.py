@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from peekapi_server.store import Store, StoreError
 from peekapi_server.store.alerts import AlertState, StoredChannel, StoredRule
@@ -97,6 +98,21 @@ def update_rule(store: Store, rule_id: int, rule: Rule, now: int) -> None:
         if other is not None and other.id != rule_id:
             raise StoreError(f"a rule named {rule.name!r} already exists")
         a.update_rule(rule_id, rule.name, rule.dumps(), now)
+
+
+def channels(store: Store, project_id: int) -> list[StoredChannel]:
+    """The project's channels, by name."""
+    with store.alerts(False) as a:
+        return a.channels(project_id)
+
+
+def shown_target(channel: StoredChannel) -> str:
+    """Where a channel sends, safe to show: an email channel's addresses, a URL's scheme and host only (the path
+    of a Slack or Discord webhook URL is a credential)."""
+    if channel.kind == "email":
+        return channel.target
+    parts = urlsplit(channel.target)
+    return f"{parts.scheme}://{parts.hostname or ''}/…"
 
 
 def create_channel(store: Store, project_id: int, channel: Channel, now: int) -> tuple[StoredChannel, str | None]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,19 +21,10 @@ from peekapi_server.alerts import admin
 from peekapi_server.alerts.outbox import send_test
 from peekapi_server.alerts.rules import Channel
 from peekapi_server.store import StoreError
-from peekapi_server.store.alerts import StoredChannel
 from peekapi_server.store.users import Session
 
 from .alerts import project_view
 from .web import base_context, collector_of, page, project_names, read_form, render, store_of
-
-
-def shown_target(channel: StoredChannel) -> str:
-    """Where a channel sends, safe to show: the addresses of an email channel, a URL's scheme and host."""
-    if channel.kind == "email":
-        return channel.target
-    parts = urlsplit(channel.target)
-    return f"{parts.scheme}://{parts.hostname or ''}/…"
 
 
 async def _render(
@@ -51,17 +41,11 @@ async def _render(
     view = await project_view(request, project)
     if isinstance(view, Response):
         return view
-    project_id, store = view.project.id, store_of(request)
-
-    def channels() -> list[StoredChannel]:
-        with store.alerts(False) as a:
-            return a.channels(project_id)
-
     context: dict[str, Any] = {
         **base_context(request, session, view, "alerts"),
         "projects": await project_names(request),
-        "channels": await run_in_threadpool(channels),
-        "shown_target": shown_target,
+        "channels": await run_in_threadpool(admin.channels, store_of(request), view.project.id),
+        "shown_target": admin.shown_target,
         "secret": secret,
         "error": error,
         "notice": notice,
@@ -85,13 +69,7 @@ async def channels_json(request: Request, session: Session) -> Response:
     view = await project_view(request, request.query_params.get("project"))
     if isinstance(view, Response):
         return view
-    project_id, store = view.project.id, store_of(request)
-
-    def channels() -> list[StoredChannel]:
-        with store.alerts(False) as a:
-            return a.channels(project_id)
-
-    rows = await run_in_threadpool(channels)
+    rows = await run_in_threadpool(admin.channels, store_of(request), view.project.id)
     return JSONResponse(
         {
             "project": view.project.name,
@@ -99,7 +77,7 @@ async def channels_json(request: Request, session: Session) -> Response:
                 {
                     "name": c.name,
                     "kind": c.kind,
-                    "target": shown_target(c),
+                    "target": admin.shown_target(c),
                     "signed": c.secret is not None,
                     "created_at": c.created_at,
                 }

@@ -242,18 +242,13 @@ async def _new_page(
     view = await project_view(request, project)
     if isinstance(view, Response):
         return view
-    project_id = view.project.id
-
-    def channels() -> list[Any]:
-        with store_of(request).alerts(False) as a:
-            return a.channels(project_id)
-
+    channels = await run_in_threadpool(admin.channels, store_of(request), view.project.id)
     return render(
         "alert_new.html",
         status,
         **base_context(request, session, view, "alerts"),
         projects=await project_names(request),
-        form=_form_context(fields or _DEFAULTS, await run_in_threadpool(channels), chosen or [], error),
+        form=_form_context(fields or _DEFAULTS, channels, chosen or [], error),
     )
 
 
