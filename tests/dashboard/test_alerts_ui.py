@@ -388,3 +388,24 @@ def test_pages_need_a_login_and_forms_a_csrf_token(page: Any, anon_page: Any, da
         "async (p) => (await (await fetch(p)).json())", f"/alerts/channels.json?project={dashboard.project}"
     )
     assert all("secret" not in c and c["target"].endswith(("/…", "com")) for c in data["channels"])
+
+
+def test_phone_width(browser: Any, auth_state: dict[str, Any], dashboard: Dashboard) -> None:
+    stored = make_rule(dashboard, name=unique("phone"), group_by="endpoint")
+    context = browser.new_context(storage_state=auth_state, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        for path, name in [
+            (f"/alerts?project={quote(dashboard.project)}", "list-phone"),
+            (f"/alerts/rule?id={stored.id}", "rule-phone"),
+            (f"/alerts/channels?project={quote(dashboard.project)}", "channels-phone"),
+        ]:
+            page.goto(dashboard.url + path)
+            if "rule" in path:
+                page.wait_for_selector("#preview-result")
+                assert "counts every endpoint together" in page.text_content("#preview-result")
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 400, (path, width)
+            shot(page, name)
+    finally:
+        context.close()
