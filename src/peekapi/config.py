@@ -79,8 +79,9 @@ class Options:
     allow_private_endpoint: bool = False
     # Install SIGTERM/SIGINT handlers (main thread only) and an atexit hook that flush before exit.
     handle_signals: bool = True
-    # Where encoding and HTTP run: "process" (a delivery process of the SDK's own, off the app's GIL) or
-    # "thread" (background threads in the app's process). Empty: $PEEKAPI_DELIVERY, else "process".
+    # Where encoding and HTTP run: "thread" (background threads in the app's process), the only mode since the
+    # delivery process was removed; kept so that a value set for 0.2.0's development versions is checked.
+    # Empty: $PEEKAPI_DELIVERY, else "thread".
     delivery: str = ""
 
 
