@@ -263,6 +263,19 @@ def test_the_list_shows_each_rules_state_and_the_rule_page_its_groups(page: Any,
     assert history.nth(2).locator("td.num").all_text_contents() == ["9.00", "5.00"]
     no_injection(page)
     shot(page, "rule-groups")
+    twin = page.evaluate("async (p) => (await (await fetch(p)).json())", f"/alerts/rule.json?id={grouped.id}")
+    assert (twin["name"], twin["state"], twin["rule"]["group_by"]) == (grouped.name, "firing", "consumer")
+    assert {s["group_key"]: (s["state"], s["value"]) for s in twin["states"]} == {
+        "alice": ("firing", 12.5),
+        XSS_CONSUMER: ("firing", 40.0),
+        "bob": ("pending", 7.25),
+    }
+    assert [(h["group_key"], h["state"], h["value"], h["threshold"]) for h in twin["history"]][-1] == (
+        "alice",
+        "pending",
+        9.0,
+        5.0,
+    )
 
 
 def test_silence_for_a_while_until_a_time_and_lift(page: Any, dashboard: Dashboard) -> None:
