@@ -160,7 +160,7 @@ def _get(port: int) -> int | None:
         response = conn.getresponse()
         response.read()
         return response.status
-    except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
+    except (OSError, http.client.HTTPException):  # refused, or reset by a server stopping (or a timeout)
         return None
     finally:
         conn.close()
