@@ -83,6 +83,13 @@ def _serve(args: argparse.Namespace) -> int:
     _raise_open_file_limit()
     # Opening the store here creates or migrates the schema once, before any worker starts.
     _open_store(url).close()
+    public_url = args.public_url or os.environ.get(config_mod.ENV_PUBLIC_URL) or f"http://{args.host}:{args.port}"
+    smtp_url = args.smtp_url or os.environ.get(config_mod.ENV_SMTP_URL, "")
+    if smtp_url:
+        try:
+            _import_server("peekapi_server.alerts.channels").smtp_settings(smtp_url)
+        except ValueError as exc:
+            raise CliError(f"--smtp-url: {exc}") from None
     shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url
     print(f"peekapi collector on http://{args.host}:{args.port} (database {shown})", file=sys.stderr)
     common = {
@@ -94,11 +101,15 @@ def _serve(args: argparse.Namespace) -> int:
     }
     if args.workers == 1:
         app_mod = _import_server("peekapi_server.app")
-        config = config_mod.ServerConfig(database_url=url, summary_interval_seconds=args.summary_seconds)
+        config = config_mod.ServerConfig(
+            database_url=url, summary_interval_seconds=args.summary_seconds, public_url=public_url, smtp_url=smtp_url
+        )
         uvicorn.run(app_mod.create_app(config), **common)
     else:
         os.environ[config_mod.ENV_DATABASE_URL] = url
         os.environ[config_mod.ENV_SUMMARY_SECONDS] = str(args.summary_seconds)
+        os.environ[config_mod.ENV_PUBLIC_URL] = public_url
+        os.environ[config_mod.ENV_SMTP_URL] = smtp_url
         uvicorn.run("peekapi_server.app:app_from_env", factory=True, workers=args.workers, **common)
     return 0
 
@@ -383,6 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=60.0,
         help="seconds between the INFO lines summing up what was stored and refused (default 60; 0: none)",
+    )
+    serve.add_argument(
+        "--public-url",
+        help="the collector's address as users reach it, for links in alert notifications "
+        "(default $PEEKAPI_PUBLIC_URL, else http://HOST:PORT)",
+    )
+    serve.add_argument(
+        "--smtp-url",
+        help="where alert emails leave: smtp://[user:password@]host[:port]?from=ADDRESS[&starttls=true][&cafile=PATH] "
+        "(default $PEEKAPI_SMTP_URL)",
     )
     serve.set_defaults(handler=_serve)
 

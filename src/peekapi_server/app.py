@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import ingest, readapi
-from .config import ENV_SUMMARY_SECONDS, ServerConfig
+from .config import ENV_PUBLIC_URL, ENV_SMTP_URL, ENV_SUMMARY_SECONDS, ServerConfig
 from .dashboard import login as dashboard_login
 from .dashboard import routes as dashboard_routes
 from .openapi import SPEC
@@ -66,6 +66,12 @@ def create_app(config: ServerConfig | None = None, store: Store | None = None) -
 
 
 def app_from_env() -> Starlette:
-    """Factory for ``uvicorn --factory`` (used by ``peekapi serve --workers N``): database from the env."""
+    """Factory for ``uvicorn --factory`` (used by ``peekapi serve --workers N``): settings from the env."""
     summary = os.environ.get(ENV_SUMMARY_SECONDS)
-    return create_app(ServerConfig() if summary is None else ServerConfig(summary_interval_seconds=float(summary)))
+    return create_app(
+        ServerConfig(
+            summary_interval_seconds=60.0 if summary is None else float(summary),
+            public_url=os.environ.get(ENV_PUBLIC_URL, ""),
+            smtp_url=os.environ.get(ENV_SMTP_URL, ""),
+        )
+    )

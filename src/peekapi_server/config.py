@@ -9,6 +9,9 @@ from pathlib import Path
 ENV_DATABASE_URL = "PEEKAPI_DATABASE_URL"
 #: Set by ``peekapi serve --workers N`` for its worker processes: ``--summary-seconds``.
 ENV_SUMMARY_SECONDS = "PEEKAPI_SUMMARY_SECONDS"
+#: ``peekapi serve``'s ``--public-url`` and ``--smtp-url`` default to these (and its workers read them).
+ENV_PUBLIC_URL = "PEEKAPI_PUBLIC_URL"
+ENV_SMTP_URL = "PEEKAPI_SMTP_URL"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
