@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from peekapi_server.alerts import admin
-from peekapi_server.alerts.rules import COMPARISONS, METRICS, RATES
+from peekapi_server.alerts.rules import COMPARISONS, METRICS, RATES, Rule
 from peekapi_server.alerts.text import FIELDS, parse_time, rule_fields, rule_from_fields
 from peekapi_server.store import Store, StoreError
 from peekapi_server.store.alerts import StoredRule
@@ -44,8 +44,8 @@ from .web import (
 #: The silences the rule page offers, by their button's value.
 SILENCES = {"1h": HOUR, "8h": 8 * HOUR, "24h": DAY}
 PREVIEW_HOURS = 24
-_DEFAULTS = {"metric": "error_rate", "comparison": "above", "window": "5m", "for": "0s", "min_requests": "0",
-             "no_data": "keep", "baseline": "previous", "repeat": "0s"}  # fmt: skip
+#: The new rule form's fields: Rule's own defaults, an error rate above a threshold still to be written.
+_DEFAULTS = {**rule_fields(Rule("", "error_rate", "above", 0.0)), "threshold": ""}
 
 
 def _now() -> int:
