@@ -46,6 +46,7 @@ class PeekApiClient:
         self._pid = os.getpid()
         self._buffer, self._worker = self._make_worker()
         self._flush_mark = self.stats()  # what flush() compares with: the counters at the previous flush
+        self._flush_lock = threading.Lock()
         self._worker.start()
         lifecycle.register(self, DEFAULT_EXIT_TIMEOUT, self._settings.handle_signals)
         logger.debug(
@@ -109,13 +110,13 @@ class PeekApiClient:
         Waits until every event tracked before the call was delivered, spooled to disk (the endpoint kept
         failing; it is re-sent later) or dropped (rejected by the endpoint with a final 4xx, or for a reason in
         ``stats()["dropped"]``), at most ``timeout`` seconds (default 10). Returns False when any event tracked
-        since the previous ``flush()`` was spooled or dropped, or when the time ran out, and logs what happened
+        was spooled or dropped since the previous ``flush()``, or when the time ran out, and logs what happened
         under the ``peekapi`` logger: spooled, rejected (with the endpoint's answer) and dropped counts at
         WARNING, events still on their way at INFO. Interrupts a retry wait. Never raises; thread-safe.
         """
-        if self._closed:
-            return self._shutdown_done.is_set()
         try:
+            if self._closed:  # shutdown() delivered or spooled what there was: say which
+                return self._flush_outcome(self._shutdown_done.is_set())
             handled = self._worker.flush(DEFAULT_FLUSH_TIMEOUT if timeout is None else timeout)
             return self._flush_outcome(handled)
         except Exception:  # pragma: no cover - defensive
@@ -124,8 +125,15 @@ class PeekApiClient:
 
     def _flush_outcome(self, handled: bool) -> bool:
         """Whether everything since the previous flush was delivered; logs what was not. Never raises."""
-        stats = self.stats()
-        before, self._flush_mark = self._flush_mark, stats
+        # Concurrent flushes each account for their own interval. Bounded wait: a flush from a signal handler may
+        # interrupt this very thread inside the block; it then reports without the counts.
+        if not self._flush_lock.acquire(timeout=0.5):
+            return False
+        try:
+            stats = self.stats()
+            before, self._flush_mark = self._flush_mark, stats
+        finally:
+            self._flush_lock.release()
         spooled = stats["spooled"] - before["spooled"]
         dropped = {
             reason: count - before["dropped"][reason]
@@ -212,6 +220,7 @@ class PeekApiClient:
         self._worker.discard_after_fork()
         self._buffer, self._worker = self._make_worker()
         self._flush_mark = self.stats()
+        self._flush_lock = threading.Lock()
         if self._closed:
             self._buffer.close()
         else:

@@ -35,7 +35,8 @@ def test_shutdown_is_idempotent_and_later_tracks_are_counted(ingest: IngestServe
     client.track(event(2))
     client.shutdown(1)
     assert len(ingest.events()) == 1
-    assert client.flush(1) is True
+    assert client.stats()["dropped"]["closed"] == 1
+    assert client.flush(1) is False  # the event tracked after shutdown was dropped, not delivered
 
 
 def test_shutdown_deadline_spools_what_a_slow_collector_did_not_take(
