@@ -62,7 +62,6 @@ D = "tests/core/test_delivery.py::"
 S = "tests/core/test_spool.py::"
 SH = "tests/core/test_spool_sharing.py::"
 L = "tests/core/test_lifecycle.py::"
-DP = "tests/core/test_delivery_process.py::"
 IH = "tests/server/test_ingest_http.py"
 
 SDK = Section(
@@ -120,7 +119,7 @@ SDK = Section(
         Scenario(
             "SIGKILL of the app",
             "the app is killed with SIGKILL: what it held in memory is the most it may lose; what it had spooled "
-            "or handed to its delivery process is delivered",
+            "is delivered",
             (
                 Test(
                     P + "test_sigkill_loses_at_most_what_is_in_memory",
@@ -131,38 +130,8 @@ SDK = Section(
                     "killed during an outage with 1,000 spooled",
                 ),
                 Test(
-                    DP + "test_sigkill_of_the_app_leaves_what_it_handed_over_to_the_delivery_process",
-                    "delivery process: it outlives the app and delivers",
-                ),
-                Test(
                     SH + "test_a_claim_left_by_a_killed_process_is_taken_over",
                     "killed while sending a spool file it had claimed; another process takes it over",
-                ),
-            ),
-        ),
-        Scenario(
-            "Delivery process killed or dying",
-            "the separate delivery process is SIGKILLed or dies mid-frame; it is replaced and the loss is counted",
-            (
-                Test(
-                    DP + "test_a_delivery_process_killed_mid_run_is_replaced_and_the_loss_counted",
-                    "SIGKILL with 100 events in its memory",
-                ),
-                Test(
-                    DP + "test_events_a_dying_delivery_process_had_spooled_are_not_counted_lost",
-                    "SIGKILL during an outage: its spool survives",
-                ),
-                Test(
-                    DP + "test_events_of_a_frame_cut_short_by_a_dying_delivery_process_are_kept",
-                    "dies in its first frame before it is ready",
-                ),
-                Test(
-                    DP + "test_a_ready_delivery_process_dying_mid_frame_loses_only_what_it_had_whole",
-                    "dies mid-frame once ready",
-                ),
-                Test(
-                    DP + "test_a_delivery_process_that_stops_reading_does_not_hold_shutdown_past_its_deadline",
-                    "SIGSTOPped: shutdown keeps its deadline and spools",
                 ),
             ),
         ),
@@ -334,7 +303,6 @@ SDK = Section(
                 Test("tests/core/test_event.py::test_unrepairable_events_are_dropped"),
                 Test("tests/core/test_event.py::test_oversized_event_loses_metadata_first_then_is_dropped"),
                 Test("tests/core/test_event.py::test_any_input_yields_valid_wire_json_or_a_counted_drop", "Hypothesis"),
-                Test(DP + "test_events_that_marshal_cannot_carry_are_encoded_in_the_app", "delivery process"),
             ),
         ),
     ],

@@ -102,7 +102,7 @@ if mode == "in-lock":
             os.kill(os.getpid(), signal.SIGTERM)  # the handler runs on this thread, inside that call
             return
 
-    time.sleep(0.5)  # the delivery process is up: stats() asks it through the relay (and waits on a latch)
+    time.sleep(0.5)  # the client's threads are past their start-up work (spool recovery, first waits)
     say("tracked", count)
     sys.setprofile(hook)
     until = time.monotonic() + 2.0
