@@ -481,8 +481,8 @@ def _alert_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], db: 
     create.add_argument(
         "--metric",
         required=True,
-        help="requests_per_minute, error_rate, error_rate_5xx, error_rate_4xx, p50_ms, p95_ms, p99_ms, bytes "
-        "or consumers",
+        help="requests (in the window), requests_per_minute, error_rate, error_rate_5xx, error_rate_4xx, "
+        "p50_ms, p95_ms, p99_ms, bytes or consumers",
     )
     how = create.add_mutually_exclusive_group(required=True)
     how.add_argument("--above", metavar="X", help="fire when the metric is above X")
