@@ -219,3 +219,14 @@ def test_two_collector_processes_evaluate_each_minute_once(pg_url: str) -> None:
             s.close()
         c.stop()
         c.store.close()
+
+
+def test_reminders_while_firing(collector: Collector) -> None:
+    traffic(collector, range(20), 20, errors=10)
+    traffic(collector, range(20, 30), 20)
+    rule = add_rule(collector, **{**SPIKE, "window_seconds": 60}, repeat_seconds=300)
+    run(collector.store, range(1, 31))
+    # fired at 1, reminded every 5 minutes while it lasts, resolved once the errors stop
+    assert sent(collector, rule) == [
+        ("firing", 1, ""), ("reminder", 6, ""), ("reminder", 11, ""), ("reminder", 16, ""), ("resolved", 21, ""),
+    ]  # fmt: skip
