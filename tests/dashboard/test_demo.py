@@ -56,7 +56,7 @@ class Output:
 
 def test_the_demo_serves_its_traffic_on_the_dashboard(browser: Any, tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, str(DEMO), "--seconds", "45", "--hours", "2", "--port", "0", "--rate", "8", "--report", "5"],
+        [sys.executable, str(DEMO), "--seconds", "30", "--hours", "2", "--port", "0", "--rate", "8", "--report", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

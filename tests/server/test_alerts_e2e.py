@@ -2,8 +2,9 @@
 and delivering), an error spike posted through its ingest endpoint, and a real webhook receiver that verifies the
 signature: the firing is delivered exactly once, signed, linking to the dashboard at ``--public-url``.
 
-Bounded: the spike's minute is evaluated 15 s after it ends (at most ~80 s from the start), then the test waits
-a further 20 s (two alert passes of each process) for a duplicate that must not come.
+Bounded: the spike is posted 70 s in the past and the rule made afterwards with its evaluation mark two minutes
+back, so the processes' next alert pass (every 10 s) evaluates a window holding it; then the test waits a further
+15 s (at least one more pass of each process) for a duplicate that must not come.
 """
 
 from __future__ import annotations
@@ -39,14 +40,13 @@ def test_two_collector_processes_notify_a_spike_once(pg_url: str) -> None:
                 "metric": "error_rate",
                 "comparison": "above",
                 "threshold": 10,
-                "window_seconds": 60,
+                "window_seconds": 120,
                 "min_requests": 5,
                 "channels": ["ops"],
             }
         )
         with store.alerts(True) as a:
             a.create_channel(project.id, "ops", "webhook", receiver.url, secret=secret, now=int(time.time()))
-            rule_id = a.create_rule(project.id, rule.name, rule.dumps(), int(time.time())).id
         serve = ["serve", "--database", pg_url, "--port", str(port), "--workers", "2"]
         server = subprocess.Popen(
             [sys.executable, "-m", "peekapi.cli", *serve, "--public-url", "https://peek.example.com"],
@@ -61,18 +61,23 @@ def test_two_collector_processes_notify_a_spike_once(pg_url: str) -> None:
                         break
                 except OSError:
                     time.sleep(0.2)
-            # the spike, in the minute the rule starts with: evaluated once that minute has ended and settled
-            now = datetime.now(timezone.utc).isoformat()
-            spike = [event(timestamp=now, status_code=500 if i % 2 else 200) for i in range(20)]
+            # the spike, 70 s ago: inside the 2-minute window of whichever minute is due next (SETTLE_SECONDS)
+            then = datetime.fromtimestamp(time.time() - 70, timezone.utc).isoformat()
+            spike = [event(timestamp=then, status_code=500 if i % 2 else 200) for i in range(20)]
             body = json.dumps(spike).encode()
             headers = {"content-type": "application/json", "x-api-key": key}
             assert http("POST", f"http://127.0.0.1:{port}/v1/events", body, headers).status == 200
+            while http("GET", f"http://127.0.0.1:{port}/healthz").json()["queued_events"]:
+                time.sleep(0.05)
+            # the rule, made now with its mark two minutes back: the next pass evaluates the due minute
+            with store.alerts(True) as a:
+                rule_id = a.create_rule(project.id, rule.name, rule.dumps(), int(time.time()) - 180).id
 
-            deadline = time.monotonic() + 100
+            deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not receiver.requests():
                 time.sleep(0.5)
             assert receiver.requests(), "no notification arrived"
-            time.sleep(20)  # each process passes twice more: a duplicate would have arrived by now
+            time.sleep(15)  # each process passes at least once more: a duplicate would have arrived by now
             (got,) = receiver.requests()
             assert verify(secret, got.headers, got.body)
             payload = json.loads(got.body)
