@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
+from .periodic import Periodic
+
 logger = logging.getLogger("peekapi_server.activity")
 
 
@@ -90,23 +92,18 @@ class Summary:
     """
 
     def __init__(self, interval: float, state: Callable[[], tuple[int, int, int, dict[int, int], int]]) -> None:
-        self._interval = interval
         self._state = state
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job = Periodic("peekapi-summary", interval, self.log_once)
         self._last: tuple[int, int, int, dict[int, int], int] = (0, 0, 0, {}, 0)
 
     def start(self) -> None:
         """Starts the thread (not when ``interval`` is 0)."""
-        if self._interval > 0:
-            self._thread = threading.Thread(target=self._run, name="peekapi-summary", daemon=True)
-            self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
         """Stops the thread after a last summary."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._job.stop()
+        if self._job.started:
             self.log_once()
 
     def log_once(self) -> None:
@@ -130,7 +127,3 @@ class Summary:
             " (" + ", ".join(f"{s}: {n}" for s, n in delta.items()) + ")" if delta else "",
             depth,
         )
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval):
-            self.log_once()

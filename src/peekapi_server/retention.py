@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from .config import ServerConfig
+from .periodic import Periodic
 from .store import Store
 
 logger = logging.getLogger("peekapi_server.retention")
@@ -18,21 +18,15 @@ class Maintenance:
     def __init__(self, store: Store, config: ServerConfig) -> None:
         self._store = store
         self._config = config
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job = Periodic("peekapi-maintenance", config.maintenance_interval_seconds, self.run_once)
 
     def start(self) -> None:
         """Starts the job's thread (a first run happens after one interval)."""
-        if self._config.maintenance_interval_seconds <= 0:
-            return
-        self._thread = threading.Thread(target=self._run, name="peekapi-maintenance", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
         """Stops the thread; a run in progress finishes first."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._job.stop()
 
     def run_once(self) -> None:
         """One maintenance run now; failures are logged, never raised."""
@@ -42,7 +36,3 @@ class Maintenance:
             logger.exception("maintenance run failed")
             return
         logger.info("maintenance: %s", result)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._config.maintenance_interval_seconds):
-            self.run_once()

@@ -10,10 +10,10 @@ after the pass in progress.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from peekapi_server.config import ServerConfig
+from peekapi_server.periodic import Periodic
 from peekapi_server.store import Store
 
 from .channels import smtp_settings
@@ -32,21 +32,16 @@ class AlertJob:
             smtp_settings(settings.smtp_url)
         self._store = store
         self._settings = settings
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job = Periodic("peekapi-alerts", settings.alert_interval_seconds, self.run_once, at_start=True)
 
     def start(self) -> None:
         """Starts the thread (its first pass right away)."""
-        if self._settings.alert_interval_seconds <= 0:
-            return
-        self._thread = threading.Thread(target=self._run, name="peekapi-alerts", daemon=True)
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
-        """Stops the thread; a pass in progress finishes first (a few database round trips per rule)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
+        """Stops the thread; a pass in progress finishes first (a few database round trips per rule, and the
+        notification being sent)."""
+        self._job.stop()
 
     def run_once(self, now: float | None = None) -> None:
         """One pass at ``now`` (default: the clock). Never raises."""
@@ -56,14 +51,8 @@ class AlertJob:
             logger.exception("alert evaluation failed")
         try:
             while deliver_due(self._store, self._settings, time.time() if now is None else now) and not (
-                self._stopping.is_set()
+                self._job.stopping
             ):
                 pass  # a full batch was delivered: there may be more due
         except Exception:
             logger.exception("alert delivery failed")
-
-    def _run(self) -> None:
-        while True:
-            self.run_once()
-            if self._stopping.wait(self._settings.alert_interval_seconds):
-                return
