@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from time import perf_counter
@@ -120,6 +119,10 @@ class PeekApiASGI:
 
 def _in_event_loop() -> bool:
     """Whether an asyncio event loop runs in this thread: the middleware is built by an app already serving."""
+    # Imported here, on a configuration error only: a WSGI application importing peekapi.middleware (which
+    # imports this module) does not load asyncio for it (about 1 MB).
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
