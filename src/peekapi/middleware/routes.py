@@ -50,10 +50,14 @@ class ASGIRoutes:
         """The template of the route that handled ``scope`` (called once the application is done with it)."""
         try:
             route = scope.get("route")
-            if route is not None and "app_root_path" not in scope and "fastapi" not in scope:
-                # Starlette outside any mount (a Mount that matches adds app_root_path): the route that matched,
-                # whose path is the template, read as it is (a cache by route costs more than the attribute).
+            if route is not None and "app_root_path" not in scope:
+                # Starlette or FastAPI outside any mount (a Mount that matches adds app_root_path): the route that
+                # matched, whose path is the template, read as it is (a cache by route costs more than the
+                # attribute). FastAPI 0.16x keeps the prefixed route of an included router apart.
                 # A Host whose own routes matched nothing stays the route: it has no path, hence no template.
+                fastapi = scope.get("fastapi")
+                if fastapi is not None:
+                    route = fastapi.get("effective_route_context") or route
                 try:
                     path = route.path
                 except AttributeError:
