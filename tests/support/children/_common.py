@@ -31,9 +31,9 @@ def client(**overrides: Any) -> PeekApiClient:
     interval = os.environ.get("CHILD_RECOVERY_INTERVAL")
     if interval:
         # Only to make "periodically" (every 30 s) testable in seconds; what happens is observed at the wire.
-        import peekapi.worker
+        import peekapi.sender
 
-        peekapi.worker.RECOVERY_INTERVAL = float(interval)
+        peekapi.sender.RECOVERY_INTERVAL = float(interval)
     return PeekApiClient(options(**overrides))
 
 
