@@ -1,6 +1,7 @@
 """The whole cost of an event: CPU per event above the floor, in every process, and memory per tracking process.
 
-    python benchmarks/bench_cost.py [--rounds 7] [--events 20000] [--rate 20000] [--variants floor,thread,...]
+    python benchmarks/bench_cost.py [--rounds 7] [--events 20000] [--rate 20000] [--variants none,floor,...]
+    python benchmarks/bench_cost.py --host fastapi   # memory added to a FastAPI process
 
 Each measurement is a fresh Python process (``_run`` below) that creates one client pointed at the loopback sink
 (``_sink.py``, in a process of its own, not counted), warms it up, then tracks ``--events`` copies of the
@@ -13,7 +14,9 @@ and waits until everything was delivered. Counted over that window:
   floor's, from the same round.
 - **Memory**, at the end of the window: RSS and PSS (``/proc/<pid>/smaps_rollup``) of the tracking process and
   of its helper processes; reported as what each adds to ``none`` (the same process tracking into nothing, with
-  no SDK imported).
+  no SDK imported). A bare Python process by default; with ``--host fastapi`` (or ``flask``, ...) every
+  measuring process imports that first, so the figure is what the SDK adds to a process of such an application,
+  which has already loaded much of the standard library the SDK imports (``logging``, ``dataclasses``, ...).
 
 The variants, interleaved in a shuffled order every round (medians over rounds):
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import os
 import random
@@ -207,6 +211,8 @@ def run_one(variant: str, url: str, events: int, rate: int) -> dict[str, Any]:
 
 def _child_main(argv: list[str]) -> None:
     variant, url, events, rate = argv[0], argv[1], int(argv[2]), int(argv[3])
+    for module in filter(None, argv[4].split(",")):
+        importlib.import_module(module)  # the application the tracking process serves, in every variant
     figures = run_one(variant, url, events, rate)
     print(json.dumps(figures), flush=True)
     os._exit(0)  # no exit-time flush in the window's figures, nor waiting for it
@@ -215,10 +221,10 @@ def _child_main(argv: list[str]) -> None:
 # -- the driver ---------------------------------------------------------------------------------------------
 
 
-def measure(variant: str, sink: Sink, events: int, rate: int) -> dict[str, Any]:
+def measure(variant: str, sink: Sink, events: int, rate: int, host: str = "") -> dict[str, Any]:
     sink.reset()
     done = subprocess.run(
-        [sys.executable, __file__, "_run", variant, sink.url, str(events), str(rate)],
+        [sys.executable, __file__, "_run", variant, sink.url, str(events), str(rate), host],
         capture_output=True,
         text=True,
         timeout=300,
@@ -243,8 +249,9 @@ def _available(variants: list[str]) -> list[str]:
     sys.path.insert(0, str(HERE.parent / "src"))
     from peekapi import config
 
-    modes = getattr(config, "DELIVERY_MODES", ("thread",))
-    return [v for v in variants if v not in ("thread", "process") or v in modes]
+    # A tree with one delivery mode (threads, the default) has nothing to compare "thread" and "process" with.
+    modes = getattr(config, "DELIVERY_MODES", ())
+    return [v for v in variants if v not in ("thread", "process") or (v in modes and len(modes) > 1)]
 
 
 def main() -> None:
@@ -257,6 +264,12 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20_000, help="events per second (default 20000)")
     parser.add_argument("--variants", default=",".join(ALL_VARIANTS))
     parser.add_argument("--name", default="cost", help="results file name (benchmarks/results/<name>.json)")
+    parser.add_argument(
+        "--host",
+        default="",
+        help="modules every measuring process imports first (comma-separated, e.g. fastapi or flask): memory is"
+        " then what the SDK adds to a process of that application, which has loaded much of what it imports",
+    )
     args = parser.parse_args()
     variants = _available([v for v in args.variants.split(",") if v])
     if "floor" not in variants or "none" not in variants:
@@ -274,7 +287,7 @@ def main() -> None:
             loads.append(load_average()[0])
             line = []
             for variant in order:
-                figures = measure(variant, sink, args.events, args.rate)
+                figures = measure(variant, sink, args.events, args.rate, args.host)
                 runs[variant].append(figures)
                 failures += [f"{variant}: {p}" for p in figures["problems"]]
                 line.append(f"{variant} {figures['cpu_us_per_event']:.1f}")

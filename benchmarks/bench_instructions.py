@@ -7,9 +7,11 @@ this benchmark counts the instructions a piece of work executes, with valgrind's
 - ``request``: instructions per request over the bare app, for the minimal Starlette, Flask and FastAPI apps
   of ``bench_middleware`` called in-process (no sockets): ``noop`` (a pass-through middleware that counts the
   body, the floor for any middleware that records responses), ``minimal`` (``noop`` plus the status, two clock
-  reads and a tuple appended to a deque: the floor for any middleware that records requests) and
-  ``peekapi`` (the request path only: its events are held in memory, as ``bench_middleware``'s "peekapi-path"
-  variant).
+  reads and a tuple appended to a deque: the floor for any middleware that records requests), ``complete``
+  (``minimal`` plus the rest of peekapi's event, as leanly: route template, request size, consumer headers, status
+  500 on an exception, no error of its own into the app; the floor for a middleware recording what peekapi
+  records) and ``peekapi`` (the request path only: its events are held in memory, as ``bench_middleware``'s
+  "peekapi-path" variant).
 - ``encode``: instructions per compact middleware event taken from the buffer and encoded into batches (the
   background thread's main per-event work; the events come unmarshalled from frames, as a delivery process got
   them in earlier versions, the unmarshalling subtracted).
@@ -51,7 +53,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 SUITES = ("starlette", "flask", "fastapi")
-VARIANTS = ("bare", "noop", "minimal", "peekapi")
+VARIANTS = ("bare", "noop", "minimal", "complete", "peekapi")
 WARM_UP = 1500
 SETTLE = 3.0  # seconds between the warm-up and the measured run
 
@@ -98,6 +100,8 @@ def _fastapi_app(bm: Any, mode: str) -> Any:
         app.add_middleware(bm.NoopASGI)
     elif mode == "minimal":
         app.add_middleware(bm.MinimalASGI)
+    elif mode == "complete":
+        app.add_middleware(bm.CompleteASGI)
     return app
 
 
@@ -224,7 +228,7 @@ def main() -> None:
             for variant in VARIANTS:
                 for label, src in trees.items():
                     if variant != "peekapi" and label != "this tree":
-                        continue  # bare, noop and minimal do not run peekapi
+                        continue  # the other variants do not run peekapi
                     jobs[(suite, variant, label)] = pool.submit(
                         per_unit, src, suite, variant, args.requests, args.gc, args.repeats
                     )
@@ -249,11 +253,20 @@ def main() -> None:
             "bare": bare,
             "noop": counts[(suite, "noop", "this tree")] - bare,
             "minimal": counts[(suite, "minimal", "this tree")] - bare,
+            "complete": counts[(suite, "complete", "this tree")] - bare,
         }
-        print(f"  {suite:<10} bare {bare:>9,}   noop {row['noop']:>+8,}   minimal {row['minimal']:>+8,}", end="")
+        print(
+            f"  {suite:<10} bare {bare:>9,}   noop {row['noop']:>+8,}   minimal {row['minimal']:>+8,}"
+            f"   complete {row['complete']:>+8,}",
+            end="",
+        )
         for label in trees:
-            row[f"peekapi ({label})"] = counts[(suite, "peekapi", label)] - bare
-            print(f"   peekapi ({label}) {row[f'peekapi ({label})']:>+8,}", end="")
+            added = row[f"peekapi ({label})"] = counts[(suite, "peekapi", label)] - bare
+            print(
+                f"   peekapi ({label}) {added:>+8,} ({added / row['minimal']:.2f}x minimal,"
+                f" {added / row['complete']:.2f}x complete)",
+                end="",
+            )
         print()
         results["trees"][suite] = row
     print("instructions per compact event taken from the buffer and encoded (unmarshalling subtracted)")

@@ -117,6 +117,8 @@ def starlette_app(variant: str = "bare") -> Any:
         app.add_middleware(NoopASGI)
     elif variant == "minimal":
         app.add_middleware(MinimalASGI)
+    elif variant == "complete":
+        app.add_middleware(CompleteASGI)
     elif variant == "floor":
         app.add_middleware(MinimalASGI, record=_floor_record)
     elif variant == "peekapi010":
@@ -141,6 +143,8 @@ def flask_app(variant: str = "bare") -> Any:
         app.wsgi_app = NoopWSGI(app.wsgi_app)  # type: ignore[method-assign]
     elif variant == "minimal":
         app.wsgi_app = MinimalWSGI(app.wsgi_app)  # type: ignore[method-assign]
+    elif variant == "complete":
+        app.wsgi_app = CompleteWSGI(app.wsgi_app)  # type: ignore[method-assign]
     elif variant == "floor":
         app.wsgi_app = MinimalWSGI(app.wsgi_app, record=_floor_record)  # type: ignore[method-assign]
     elif variant == "peekapi010":
@@ -288,6 +292,114 @@ class MinimalWSGI:
             elapsed = (time.perf_counter() - start) * 1000.0
             code = status[-1] if status else ""
             self.record((environ["REQUEST_METHOD"], environ["PATH_INFO"], code, elapsed, sent, time.time()))
+
+
+class CompleteASGI:
+    """``MinimalASGI`` plus the rest of what peekapi records, written as leanly as that: the route template (the
+    matched route's path, or FastAPI's effective route), the request body bytes (``receive`` wrapped), the request
+    headers (kept for the consumer, which peekapi resolves off the request path too), status 500 when the
+    application raises, and nothing of its own raised into the application.
+
+    The floor under any middleware that records peekapi's event. It leaves out what peekapi also handles (mounts,
+    Litestar, pathsend, exclusions, the query-string option, a custom ``identify_consumer``, recording at the last
+    body byte, the misconfiguration path), and its record is a tuple appended to a deque.
+    """
+
+    def __init__(self, app: Any, record: Callable[[tuple[Any, ...]], None] = _minimal_record) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        sent = 0
+        received = 0
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
+        def recording_send(message: Any) -> Any:
+            nonlocal status, sent
+            kind = message["type"]
+            if kind == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif kind == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        path = scope["path"]
+        start = time.perf_counter()
+        try:
+            await self.app(scope, counting_receive, recording_send)
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            try:
+                route = scope.get("route")
+                fastapi = scope.get("fastapi")
+                if fastapi is not None:
+                    route = fastapi.get("effective_route_context") or route
+                template = route.path if route is not None else None
+                entry = (scope["method"], path, template, status or 500, elapsed, received, sent, scope["headers"])
+                self.record((*entry, time.time()))
+            except Exception:
+                pass
+
+
+class CompleteWSGI:
+    """The WSGI counterpart of ``CompleteASGI``: ``MinimalWSGI`` plus the route template (Flask's
+    ``url_rule``, taken from the request werkzeug keeps in the environ while the response starts), the status code
+    as an int, the request size (Content-Length), the two consumer headers, status 500 when the application raises,
+    and nothing of its own raised into the application.
+    """
+
+    def __init__(self, app: Any, record: Callable[[tuple[Any, ...]], None] = _minimal_record) -> None:
+        self.app = app
+        self.record = record
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        status = ""
+        request = None
+
+        def recording_start_response(code: str, headers: Any, exc_info: Any = None) -> Any:
+            nonlocal status, request
+            status = code
+            request = environ.get("werkzeug.request")
+            return start_response(code, headers, exc_info)
+
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        sent = 0
+        start = time.perf_counter()
+        try:
+            result = self.app(environ, recording_start_response)
+            try:
+                for chunk in result:
+                    sent += len(chunk)
+                    yield chunk
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except BaseException:
+            status = ""
+            raise
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            try:
+                rule = request.url_rule if request is not None else None
+                template = rule.rule if rule is not None else None
+                code = int(status[:3]) if status else 500
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+                consumer = (environ.get("HTTP_X_API_KEY"), environ.get("HTTP_AUTHORIZATION"))
+                entry = (environ["REQUEST_METHOD"], path, template, code, elapsed, size, sent, consumer)
+                self.record((*entry, time.time()))
+            except Exception:
+                pass
 
 
 # Factories for the servers of the load test (uvicorn --factory, gunicorn "module:call()").
