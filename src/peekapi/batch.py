@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -42,7 +41,7 @@ class _Ids:
             os.register_at_fork(after_in_child=self.reset)
 
     def reset(self) -> None:
-        self.prefix = uuid.uuid4().hex[:20]
+        self.prefix = os.urandom(10).hex()
         self.counter = itertools.count()
 
     def next(self) -> str:
