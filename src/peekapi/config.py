@@ -35,8 +35,6 @@ MIN_EVENT_BYTES = 512
 
 ENV_API_KEY = "PEEKAPI_API_KEY"
 ENV_ENDPOINT = "PEEKAPI_ENDPOINT"
-ENV_DELIVERY = "PEEKAPI_DELIVERY"
-DELIVERY_MODES = ("thread",)
 
 logger = logging.getLogger("peekapi")
 
@@ -79,13 +77,13 @@ class Options:
     allow_private_endpoint: bool = False
     # Install SIGTERM/SIGINT handlers (main thread only) and an atexit hook that flush before exit.
     handle_signals: bool = True
-    # Where encoding and HTTP run: "thread" (background threads in the app's process), the only mode since the
-    # delivery process was removed; kept so that a value set for 0.2.0's development versions is checked.
-    # Empty: $PEEKAPI_DELIVERY, else "thread".
-    delivery: str = ""
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(Options))
+#: Options of 0.2.0's development versions that are gone, and why: an unknown option, said more clearly.
+REMOVED_OPTIONS = {
+    "delivery": "encoding and HTTP always run on two background threads of the process",
+}
 
 
 @dataclass(frozen=True)
@@ -113,7 +111,6 @@ class Settings:
     shutdown_timeout: float
     allow_private_endpoint: bool
     handle_signals: bool
-    delivery: str
 
 
 def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
@@ -160,7 +157,6 @@ def resolve_options(options: Options | Mapping[str, Any] | None) -> Settings:
         shutdown_timeout=_non_negative_float(opts, "shutdown_timeout"),
         allow_private_endpoint=allow_private,
         handle_signals=_bool(opts, "handle_signals"),
-        delivery=_delivery(opts.delivery),
     )
 
 
@@ -175,14 +171,6 @@ def _warn_without_path(endpoint: Endpoint) -> None:
         )
 
 
-def _delivery(value: object) -> str:
-    mode = value if value else os.environ.get(ENV_DELIVERY, "") or "thread"
-    if mode not in DELIVERY_MODES:
-        source = "option 'delivery'" if value else ENV_DELIVERY
-        raise ValueError(f"peekapi: {source} must be one of {', '.join(map(repr, DELIVERY_MODES))}, got {mode!r}")
-    return str(mode)
-
-
 def _to_options(options: Options | Mapping[str, Any] | None) -> Options:
     if options is None:
         return Options()
@@ -192,8 +180,11 @@ def _to_options(options: Options | Mapping[str, Any] | None) -> Options:
         raise ValueError(f"peekapi: options must be an Options or a dict, not {type(options).__name__}")
     unknown = sorted(str(k) for k in options if k not in OPTION_NAMES)
     if unknown:
+        removed = "".join(
+            f" ({name!r} was removed: {REMOVED_OPTIONS[name]})" for name in unknown if name in REMOVED_OPTIONS
+        )
         raise ValueError(
-            f"peekapi: unknown option(s) {', '.join(map(repr, unknown))}; "
+            f"peekapi: unknown option(s) {', '.join(map(repr, unknown))}{removed}; "
             f"known options are {', '.join(sorted(OPTION_NAMES))}"
         )
     return Options(**options)

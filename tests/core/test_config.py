@@ -120,16 +120,9 @@ def test_options_fields_are_all_documented() -> None:
     assert missing == []
 
 
-def test_delivery_runs_in_threads_and_other_modes_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One delivery mode, "thread"; "process" (the delivery process, removed) is refused at configuration."""
-    monkeypatch.delenv("PEEKAPI_DELIVERY", raising=False)
-    assert resolve_options({"api_key": "ak_x"}).delivery == "thread"
-    assert resolve_options({"api_key": "ak_x", "delivery": "thread"}).delivery == "thread"
-    for mode in ("process", "fork"):
-        with pytest.raises(ValueError, match=f"option 'delivery' must be one of 'thread', got '{mode}'"):
+def test_the_removed_delivery_option_is_refused_saying_so() -> None:
+    """``delivery`` (the delivery process of 0.2.0's development versions, never released) is gone."""
+    for mode in ("thread", "process"):
+        with pytest.raises(ValueError, match=r"unknown option\(s\) 'delivery' \('delivery' was removed: encoding"):
             resolve_options({"api_key": "ak_x", "delivery": mode})
-    monkeypatch.setenv("PEEKAPI_DELIVERY", "thread")
-    assert resolve_options({"api_key": "ak_x"}).delivery == "thread"
-    monkeypatch.setenv("PEEKAPI_DELIVERY", "process")
-    with pytest.raises(ValueError, match="PEEKAPI_DELIVERY must be one of 'thread', got 'process'"):
-        resolve_options({"api_key": "ak_x"})
+    assert "delivery" not in {f.name for f in dataclasses.fields(Options)}

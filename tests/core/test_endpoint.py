@@ -129,7 +129,7 @@ def test_a_host_name_resolving_to_a_private_address_is_never_contacted(
         socket.socket, "connect", lambda self, addr: contacted.append(addr) or original_connect(self, addr)
     )
     # The fake resolver lives in this process: deliver from it (the check is the same code in both modes).
-    client = PeekApiClient({**options, "endpoint": "https://rebind.example.com/v1/events", "delivery": "thread"})
+    client = PeekApiClient({**options, "endpoint": "https://rebind.example.com/v1/events"})
     client.track({"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1})
     with caplog.at_level(logging.INFO, logger="peekapi"):
         client.flush(5)  # its answer: whether the event was delivered (it is spooled, checked below)

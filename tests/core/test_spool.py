@@ -104,7 +104,7 @@ def test_spool_disabled_with_zero_bytes(options: dict[str, Any]) -> None:
 def test_full_disk_is_counted_not_raised(options: dict[str, Any]) -> None:
     # A file-size limit makes the kernel fail the spool's write with EFBIG, as a full disk fails it with ENOSPC.
     # The limit is this process's: the spool must be written from here.
-    client = PeekApiClient({**down_options(options), "batch_size": 50, "delivery": "thread"})
+    client = PeekApiClient({**down_options(options), "batch_size": 50})
     for i in range(50):
         client.track(event(i))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
