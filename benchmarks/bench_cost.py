@@ -24,8 +24,8 @@ The variants, interleaved in a shuffled order every round (medians over rounds):
 - ``floor``: the least any batching client does (``_floor.FloorClient``): ``deque.append`` per event; one
   thread that wakes every 10 ms, ``json.dumps`` 100 events at a time and POSTs them over one kept-alive
   ``http.client`` connection.
-- ``default``: this SDK as configured by default (``delivery`` unset); ``thread`` and ``process``: with that
-  option set, for a tree whose SDK has those modes (skipped otherwise; this one has threads only).
+- ``default``: this SDK as configured by default: its one delivery mode, two threads in the tracking process
+  (until commit c91e624 it also had a ``delivery`` option, whose delivery process this benchmark measured).
 - ``peekapi010``: peekapi 0.1.0 (``_harness.load_peekapi010``), drained at the end with ``_harness.drain_old``.
 
 The run fails when the sink did not count exactly the events tracked, or saw a duplicate batch id. Writes
@@ -67,7 +67,7 @@ from _harness import (  # noqa: E402 - after the path is set, for the runner pro
     write_results,
 )
 
-ALL_VARIANTS = ("none", "floor", "default", "thread", "process", "peekapi010")
+ALL_VARIANTS = ("none", "floor", "default", "peekapi010")
 TICK = 0.001  # the pacing loop tracks a slice of events every millisecond
 WARM_UP = 2_000
 GOAL_US_ABOVE_FLOOR = 3.0
@@ -151,8 +151,6 @@ def _make(variant: str, url: str, events: int) -> tuple[Callable[[dict[str, Any]
         "storage_path": storage,
         "max_buffer_size": 2 * events,
     }
-    if variant != "default":
-        options["delivery"] = variant
     client = peekapi.PeekApiClient(options)
 
     def deliver(total: int) -> None:
@@ -245,15 +243,6 @@ def measure(variant: str, sink: Sink, events: int, rate: int, host: str = "") ->
     return figures
 
 
-def _available(variants: list[str]) -> list[str]:
-    sys.path.insert(0, str(HERE.parent / "src"))
-    from peekapi import config
-
-    # A tree with one delivery mode (threads, the default) has nothing to compare "thread" and "process" with.
-    modes = getattr(config, "DELIVERY_MODES", ())
-    return [v for v in variants if v not in ("thread", "process") or (v in modes and len(modes) > 1)]
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_run":
         _child_main(sys.argv[2:])
@@ -271,7 +260,9 @@ def main() -> None:
         " then what the SDK adds to a process of that application, which has loaded much of what it imports",
     )
     args = parser.parse_args()
-    variants = _available([v for v in args.variants.split(",") if v])
+    variants = [v for v in args.variants.split(",") if v]
+    if set(variants) - set(ALL_VARIANTS):
+        parser.error(f"unknown variants: {', '.join(sorted(set(variants) - set(ALL_VARIANTS)))}")
     if "floor" not in variants or "none" not in variants:
         parser.error("the variants must include floor and none (the bases of the figures)")
     load_peekapi010()
