@@ -25,11 +25,12 @@ from .stats import Stats
 POLL_INTERVAL = 0.05
 BLOCKED_POLL = 0.01  # how often it watches memory while the sender has no room (to spill before it is full)
 BUSY_WINDOW = 1.0  # it keeps polling this long after it last found a full batch waiting
-# Between two batches of one drain the batcher sleeps this long, so that no request waits for the GIL longer than
-# one batch takes to encode (~0.3 ms for 100 events): encoding is pure Python and would hold the GIL for the whole
-# drain (several batches every POLL_INTERVAL under load), and a thread that releases the GIL and takes it back at
-# once (``sleep(0)``) keeps it. Under uvicorn at ~5,800 requests/s this took p99 from +14..+40 % of the bare app's
-# to -10..+6 % (benchmarks/README.md, "Issue 15"), for a system call per 100 events.
+# Between two batches of one drain (or spill) the batcher sleeps this long (about 0.2 ms with the kernel's timer
+# slack), so that no request waits for the GIL longer than one batch takes to encode (~0.3 ms for 100 events):
+# encoding is pure Python and would hold the GIL for the whole drain (several batches every POLL_INTERVAL under
+# load), and a thread that releases the GIL and takes it back at once (``sleep(0)``) keeps it. Under uvicorn at
+# ~5,800 requests/s this took p99 from +14..+40 % of the bare app's to -10..+6 % (benchmarks/README.md, "Issue 15,
+# latest"), for a system call per 100 events. Not while ``flush()`` or ``stop()`` hurry it: they wait for the drain.
 YIELD_SECONDS = 0.0001
 
 
@@ -116,6 +117,7 @@ class Batcher:
         handoff = self._handoff
         buffer = self._buffer
         size = self._settings.batch_size
+        rung = False
         while len(buffer):
             if len(buffer) < size and buffer.taken >= self._drain_to:
                 return False
@@ -139,8 +141,12 @@ class Batcher:
                 handoff.put_events += batch.count
                 handoff.outbox.append(batch)
             buffer.held_elsewhere = handoff.in_flight
-            if len(buffer) >= size:
-                # More to encode: let the application's threads have the GIL first (see YIELD_SECONDS).
+            if len(buffer) >= size and not handoff.hurry:
+                # More to encode: the sender may start on what is ready (its network I/O overlaps the encoding),
+                # and the application's threads get the GIL first (see YIELD_SECONDS).
+                if not rung:
+                    handoff.sender_bell.ring()
+                    rung = True
                 time.sleep(YIELD_SECONDS)
         return False
 
@@ -154,6 +160,8 @@ class Batcher:
         size = self._settings.batch_size
         batches: list[Batch] = []
         while events > 0 and len(buffer):
+            if batches and not self._handoff.hurry:
+                time.sleep(YIELD_SECONDS)  # let the application's threads have the GIL between two batches
             buffer.held_elsewhere = self._handoff.in_flight + min(size, len(buffer))
             taken = buffer.take_entries(size)
             events -= len(taken)

@@ -29,8 +29,8 @@ class Handoff:
         #: The most events the outbox holds: what bounds the batcher's lead over the sender.
         self.outbox_cap = max(settings.batch_size, settings.max_buffer_size // 2)
         self.put_events = 0  # events put in the outbox; written by the batcher only
-        self.got_events = 0  # events taken from it; written by the sender only
-        self.current: Batch | None = None  # the batch the sender is delivering; written by the sender
+        self.got_events = 0  # events taken from it; written by the sender (and Worker._rescue)
+        self.current: Batch | None = None  # the batch being delivered; written by the sender (and _rescue)
         #: Set by the batcher when the outbox had no room; the sender clears it and rings once it takes a batch.
         self.blocked = False
         self.batcher_bell = Doorbell()
