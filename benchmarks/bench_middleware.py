@@ -302,7 +302,8 @@ class CompleteASGI:
 
     The floor under any middleware that records peekapi's event. It leaves out what peekapi also handles (mounts,
     Litestar, pathsend, exclusions, the query-string option, a custom ``identify_consumer``, recording at the last
-    body byte, the misconfiguration path), and its record is a tuple appended to a deque.
+    body byte, the misconfiguration path), and its record is a tuple appended to a deque. Counted by
+    ``bench_instructions`` only (no server factory).
     """
 
     def __init__(self, app: Any, record: Callable[[tuple[Any, ...]], None] = _minimal_record) -> None:
@@ -354,8 +355,11 @@ class CompleteASGI:
 class CompleteWSGI:
     """The WSGI counterpart of ``CompleteASGI``: ``MinimalWSGI`` plus the route template (Flask's
     ``url_rule``, taken from the request werkzeug keeps in the environ while the response starts), the status code
-    as an int, the request size (Content-Length), the two consumer headers, status 500 when the application raises,
-    and nothing of its own raised into the application.
+    as an int, the request size (Content-Length), the two consumer headers, status 500 when the application raises
+    before any body went out, and nothing of its own raised into the application. Left out, as in ``CompleteASGI``:
+    non-ASCII paths, chunked uploads, ``write()``, ``wsgi.file_wrapper``, the list fast path, exclusions, the query
+    string. A record that cannot be built (a non-numeric Content-Length) is dropped: the benchmark apps never send
+    one. Counted by ``bench_instructions`` only (no server factory).
     """
 
     def __init__(self, app: Any, record: Callable[[tuple[Any, ...]], None] = _minimal_record) -> None:
@@ -385,8 +389,11 @@ class CompleteWSGI:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+        except GeneratorExit:  # the server stopped iterating: the status stands
+            raise
         except BaseException:
-            status = ""
+            if not sent:  # once body bytes are out, the status stands
+                status = ""
             raise
         finally:
             elapsed = (time.perf_counter() - start) * 1000.0

@@ -175,7 +175,7 @@ SDK = Section(
                 ),
                 Test(
                     L + "test_memory_is_bounded_and_overflows_to_the_spool",
-                    "503 throughout with a memory of 50 (thread and process delivery)",
+                    "503 throughout with a memory of 50",
                 ),
             ),
         ),
