@@ -96,3 +96,14 @@ def test_one_line_options_form(options: dict[str, Any], ingest: Any) -> None:
         http.get("/openapi.json")
     events = ingest.wait_for(1)
     assert [(e["path"], e["route"]) for e in events] == [("/ping", "/ping")]
+
+
+def test_a_method_not_allowed_on_an_included_route_keeps_its_prefixed_template(
+    client: Any, delivered: Delivered
+) -> None:
+    with TestClient(make_app(client)) as http:
+        response = http.post("/v2/acme/orders/9")
+    assert response.status_code == 405
+    event = delivered.one()
+    assert (event["method"], event["status_code"]) == ("POST", 405)
+    assert event.get("route") == "/v2/{tenant}/orders/{order_id}"
