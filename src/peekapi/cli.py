@@ -78,6 +78,10 @@ def _serve(args: argparse.Namespace) -> int:
     is_sqlite = not url.startswith(("postgresql://", "postgres://"))
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
+    if not 1 <= args.port <= 65535:
+        raise CliError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.summary_seconds < 0:
+        raise CliError(f"--summary-seconds must be 0 (no summaries) or more, got {args.summary_seconds:g}")
     if args.workers > 1 and is_sqlite:
         raise CliError("SQLite has one writer: use --workers 1, or --database postgresql://... to scale out")
     _raise_open_file_limit()
@@ -203,6 +207,8 @@ def _read_password(from_stdin: bool) -> str:
     """The new password: the first line of stdin, or typed twice at a prompt (not echoed)."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CliError("no terminal to type the password at: pipe it in with --password-stdin")
     import getpass
 
     first = getpass.getpass("New password: ")

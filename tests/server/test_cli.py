@@ -136,6 +136,36 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     assert "SQLite has one writer" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--port", "70000"], "--port must be between 1 and 65535, got 70000"),
+        (["--port", "0"], "--port must be between 1 and 65535, got 0"),
+        (["--summary-seconds", "-5"], "--summary-seconds must be 0 (no summaries) or more, got -5"),
+    ],
+)
+def test_serve_refuses_out_of_range_flags_without_a_traceback(tmp_path: Path, flags: list[str], message: str) -> None:
+    r = run("serve", *flags, "--database", f"sqlite:///{tmp_path / 'f.db'}")
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_password_prompt_without_a_terminal_says_to_use_password_stdin(db_url: str) -> None:
+    name = f"user-{time.time_ns()}"
+    r = subprocess.run(
+        [sys.executable, "-m", "peekapi.cli", "user", "create", name, "--database", db_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert r.returncode == 2
+    assert "--password-stdin" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_unsupported_database_urls_are_reported(tmp_path: Path) -> None:
     r = run("project", "list", "--database", "mysql://localhost/x")
     assert r.returncode == 2 and "unsupported database URL" in r.stderr
