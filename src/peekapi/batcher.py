@@ -117,7 +117,6 @@ class Batcher:
         handoff = self._handoff
         buffer = self._buffer
         size = self._settings.batch_size
-        rung = False
         while len(buffer):
             if len(buffer) < size and buffer.taken >= self._drain_to:
                 return False
@@ -141,14 +140,16 @@ class Batcher:
                 handoff.put_events += batch.count
                 handoff.outbox.append(batch)
             buffer.held_elsewhere = handoff.in_flight
-            if len(buffer) >= size and not handoff.hurry:
-                # More to encode: the sender may start on what is ready (its network I/O overlaps the encoding),
-                # and the application's threads get the GIL first (see YIELD_SECONDS).
-                if not rung:
-                    handoff.sender_bell.ring()
-                    rung = True
-                time.sleep(YIELD_SECONDS)
+            if len(buffer) >= size:
+                # More to encode: the sender may start on what is ready (its network I/O overlaps the encoding).
+                handoff.sender_bell.ring()
+                self._let_the_app_run()
         return False
+
+    def _let_the_app_run(self) -> None:
+        """Between two batches of a drain or a spill: the application's threads get the GIL (see YIELD_SECONDS)."""
+        if not self._handoff.hurry:
+            time.sleep(YIELD_SECONDS)
 
     def _spill(self, events: int) -> None:
         """Memory is nearly full (the sender is behind): move about ``events`` of the oldest to the spool.
@@ -160,8 +161,8 @@ class Batcher:
         size = self._settings.batch_size
         batches: list[Batch] = []
         while events > 0 and len(buffer):
-            if batches and not self._handoff.hurry:
-                time.sleep(YIELD_SECONDS)  # let the application's threads have the GIL between two batches
+            if batches:
+                self._let_the_app_run()
             buffer.held_elsewhere = self._handoff.in_flight + min(size, len(buffer))
             taken = buffer.take_entries(size)
             events -= len(taken)

@@ -78,10 +78,6 @@ def _serve(args: argparse.Namespace) -> int:
     is_sqlite = not url.startswith(("postgresql://", "postgres://"))
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    if not 1 <= args.port <= 65535:
-        raise CliError(f"--port must be between 1 and 65535, got {args.port}")
-    if args.summary_seconds < 0:
-        raise CliError(f"--summary-seconds must be 0 (no summaries) or more, got {args.summary_seconds:g}")
     if args.workers > 1 and is_sqlite:
         raise CliError("SQLite has one writer: use --workers 1, or --database postgresql://... to scale out")
     _raise_open_file_limit()
@@ -201,6 +197,28 @@ def _credentials(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _port(text: str) -> int:
+    """An argparse ``type``: a TCP port to listen on, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {port}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type``: a duration in seconds, 0 or more."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not seconds >= 0:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return seconds
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -387,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         [db],
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8787, help="port (default 8787)")
+    serve.add_argument("--port", type=_port, default=8787, help="port (default 8787)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only; default 1)")
     serve.add_argument(
         "--log-level",
@@ -397,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--summary-seconds",
-        type=float,
+        type=_seconds,
         default=60.0,
         help="seconds between the INFO lines summing up what was stored and refused (default 60; 0: none)",
     )

@@ -139,9 +139,9 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--port", "70000"], "--port must be between 1 and 65535, got 70000"),
-        (["--port", "0"], "--port must be between 1 and 65535, got 0"),
-        (["--summary-seconds", "-5"], "--summary-seconds must be 0 (no summaries) or more, got -5"),
+        (["--port", "70000"], "argument --port: must be between 1 and 65535, got 70000"),
+        (["--port", "0"], "argument --port: must be between 1 and 65535, got 0"),
+        (["--summary-seconds", "-5"], "argument --summary-seconds: must be 0 or more, got -5"),
     ],
 )
 def test_serve_refuses_out_of_range_flags_without_a_traceback(tmp_path: Path, flags: list[str], message: str) -> None:
