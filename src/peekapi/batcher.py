@@ -65,7 +65,7 @@ class Batcher:
         busy_until = 0.0
         while True:
             now = time.monotonic()
-            wait = min(due, handoff.deadline) - now
+            wait = due - now  # while closing (the deadline matters) it does not wait
             if handoff.closing or handoff.flush_requests:
                 pass
             elif blocked:  # the sender rings when it has room; meanwhile watch memory, to spill before it is full

@@ -114,16 +114,31 @@ class PeekApiClient:
         under the ``peekapi`` logger: spooled, rejected (with the endpoint's answer) and dropped counts at
         WARNING, events still on their way at INFO. Interrupts a retry wait. Never raises; thread-safe.
         """
+        return self._settle("flush()", DEFAULT_FLUSH_TIMEOUT if timeout is None else timeout, spool=False)
+
+    def _flush_or_spool(self, timeout: float) -> bool:
+        """``flush()``, except that what is not delivered within ``timeout`` is spooled; the client goes on.
+
+        For the moments after which the process may end without running atexit: a SIGTERM under a server that
+        shuts down gracefully (uvicorn restores the default action and raises the signal again once it is done,
+        which skips atexit) and the ASGI lifespan shutdown. A request unanswered at the deadline is cut short
+        and its batch spooled. Blocks up to ``timeout`` + 1.5 s. Never raises; safe from a signal handler.
+        """
+        return self._settle("flush at shutdown", timeout, spool=True)
+
+    def _settle(self, name: str, timeout: float, spool: bool) -> bool:
+        """``flush()`` and ``_flush_or_spool()``: wait, then say what happened since the previous one. Never raises."""
         try:
             if self._closed:  # shutdown() delivered or spooled what there was: say which
-                return self._flush_outcome(self._shutdown_done.is_set())
-            handled = self._worker.flush(DEFAULT_FLUSH_TIMEOUT if timeout is None else timeout)
-            return self._flush_outcome(handled)
+                return self._flush_outcome(name, self._shutdown_done.is_set())
+            worker = self._worker
+            handled = worker.flush_or_spool(timeout) if spool else worker.flush(timeout)
+            return self._flush_outcome(name, handled)
         except Exception:  # pragma: no cover - defensive
-            logger.exception("peekapi: flush() failed")
+            logger.exception("peekapi: %s failed", name)
             return False
 
-    def _flush_outcome(self, handled: bool) -> bool:
+    def _flush_outcome(self, name: str, handled: bool) -> bool:
         """Whether everything since the previous flush was delivered; logs what was not. Never raises."""
         # Concurrent flushes each account for their own interval. Bounded wait: a flush from a signal handler may
         # interrupt this very thread inside the block; it then reports without the counts.
@@ -142,19 +157,21 @@ class PeekApiClient:
         }
         rejected = dropped.pop("rejected", 0)
         if spooled:
-            logger.warning("peekapi: flush(): %d event(s) spooled to disk, not delivered (re-sent later)", spooled)
+            logger.warning("peekapi: %s: %d event(s) spooled to disk, not delivered (re-sent later)", name, spooled)
         if rejected:
             logger.warning(
-                "peekapi: flush(): %d event(s) rejected by the endpoint (%s); not delivered, not retried",
+                "peekapi: %s: %d event(s) rejected by the endpoint (%s); not delivered, not retried",
+                name,
                 rejected,
                 self._stats.last_rejection or "no reason given",
             )
         if dropped:
             listed = ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items()))
-            logger.warning("peekapi: flush(): event(s) dropped, not delivered: %s", listed)
+            logger.warning("peekapi: %s: event(s) dropped, not delivered: %s", name, listed)
         if not handled:
             logger.info(
-                "peekapi: flush(): timed out with %d event(s) in memory and %d being sent",
+                "peekapi: %s: timed out with %d event(s) in memory and %d being sent",
+                name,
                 stats["queue_depth"],
                 stats["in_flight"],
             )

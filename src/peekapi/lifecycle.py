@@ -5,7 +5,10 @@ Clients are held weakly: a client that is garbage-collected is forgotten. The ho
 
 On SIGTERM/SIGINT the handler stops the client only when the signal's previous disposition is the default
 (the process ends right after). When a previous Python handler exists (a server that shuts down gracefully,
-``KeyboardInterrupt``), it only flushes: requests still in flight are recorded, and atexit stops the client.
+``KeyboardInterrupt``), the client goes on, so that requests still in flight are recorded, and atexit stops it;
+but what is buffered is delivered, or spooled past the deadline, before the handler returns
+(``_flush_or_spool``): such a server may end the process without atexit (uvicorn restores the default action
+and raises the signal again once its shutdown is done).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Managed(Protocol):
     def _on_exit(self, timeout: float) -> None: ...
     def _after_fork(self) -> None: ...
     def flush(self, timeout: float | None = None) -> bool: ...
+    def _flush_or_spool(self, timeout: float) -> bool: ...
 
 
 _clients: weakref.WeakSet[Managed] = weakref.WeakSet()
@@ -120,8 +124,9 @@ def _chain(signum: int, ref: weakref.ref[Managed], timeout: float) -> None:
             try:
                 if callable(previous) or previous == signal.SIG_IGN:
                     # The process goes on (a server's graceful shutdown, KeyboardInterrupt unwinding): deliver
-                    # what is buffered now, but keep accepting the requests still in flight; atexit ends it.
-                    client.flush(timeout)
+                    # what is buffered now (or spool it, should the process end without atexit), but keep
+                    # accepting the requests still in flight; atexit, or the ASGI lifespan shutdown, ends it.
+                    client._flush_or_spool(timeout)
                 else:
                     client._on_exit(timeout)  # the default action ends the process right after this
             except Exception:

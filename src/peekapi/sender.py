@@ -33,6 +33,7 @@ class Transport(Protocol):
 
     def send(self, batch_id: str, body: bytes) -> SendResult: ...
     def abort(self) -> None: ...
+    def resume(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -197,8 +198,8 @@ class Sender:
     def _resend(self, claim: Claim) -> None:
         handoff = self._handoff
         for batch in claim.batches:
-            if handoff.closing or handoff.outbox_events > handoff.outbox_cap // 2:
-                return  # shutdown and a backlog of live traffic come first; the rest is released for later
+            if handoff.closing or handoff.past_deadline() or handoff.outbox_events > handoff.outbox_cap // 2:
+                return  # shutdown, a deadline and a backlog of live traffic come first; the rest is released for later
             result = self._attempt(batch, recovered=True)
             if result is not None:
                 self._down = True

@@ -1,13 +1,19 @@
 """The network: one kept-alive HTTP connection, ``send(batch) -> SendResult``, and the retry policy.
 
 ``HttpTransport`` is used by one thread at a time (the sender). ``abort()`` may be called from any thread to cut
-a request short at shutdown. Nothing here raises into the caller: every failure is a ``SendResult``.
+a request short past a deadline (shutdown, ``flush_or_spool``). Nothing here raises into the caller: every
+failure is a ``SendResult``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+
+# Imported now, on the thread that builds the client, not lazily by the sender's first getaddrinfo(): were a
+# process forked (gunicorn --preload) while the sender thread held that import's lock, the child's sender would
+# wait for the lock forever (the thread holding it does not exist in the child).
+import encodings.idna  # noqa: F401
 import http.client
 import json
 import random
@@ -99,7 +105,7 @@ class HttpTransport:
             body = compressor.compress(body) + compressor.flush()
             headers["Content-Encoding"] = "gzip"
         if self._aborted:
-            return SendResult("retry", detail="aborted at shutdown")
+            return SendResult("retry", detail="aborted past a deadline")
         reused = self._conn is not None
         try:
             return self._exchange(body, headers)
@@ -182,7 +188,8 @@ class HttpTransport:
         raise last or OSError(f"could not resolve {host}")
 
     def abort(self) -> None:
-        """Cut the current request short (from another thread, at shutdown); no request is made after it.
+        """Cut the current request short (from another thread, past a deadline); no request is made after it,
+        until :meth:`resume`.
 
         Never raises.
         """
@@ -192,6 +199,10 @@ class HttpTransport:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def resume(self) -> None:
+        """Allow requests again after :meth:`abort` (the client goes on after a ``flush_or_spool``). Never raises."""
+        self._aborted = False
 
     def close(self) -> None:
         """Close the connection; the next send opens a new one. Never raises."""

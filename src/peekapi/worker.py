@@ -82,6 +82,37 @@ class Worker:
         self._handoff.ring()
         return marker.wait(timeout)
 
+    def flush_or_spool(self, timeout: float) -> bool:
+        """Like :meth:`flush`, but what is not delivered within ``timeout`` is spooled; both threads go on.
+
+        For a moment after which the process may end without atexit (see ``PeekApiClient._flush_or_spool``). A
+        request still unanswered at the deadline gets ``IN_FLIGHT_GRACE``, then is cut short and its batch spooled
+        (sent again later under the same batch id). Events tracked meanwhile are spooled too, until the call
+        returns. True once everything tracked before the call was delivered, spooled or dropped. Blocks up to
+        ``timeout`` + 1.5 s. Like :meth:`stop`, safe from a signal handler.
+        """
+        handoff = self._handoff
+        if handoff.closing:  # stop() has its own deadline
+            return self.flush(timeout)
+        marker = Latch()
+        handoff.deadline = time.monotonic() + timeout
+        handoff.flush_requests.append(marker)
+        handoff.hurry = True
+        handoff.ring()
+        aborted = False
+        try:
+            if marker.wait(timeout + IN_FLIGHT_GRACE):
+                return True
+            aborted = True
+            self._transport.abort()
+            handoff.ring()
+            return marker.wait(JOIN_GRACE)
+        finally:
+            if not handoff.closing:
+                handoff.deadline = float("inf")
+                if aborted:
+                    self._transport.resume()
+
     def stop(self, deadline: float) -> bool:
         """Deliver everything, then stop both threads; what is not delivered by ``deadline`` is spooled.
 

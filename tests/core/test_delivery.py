@@ -339,3 +339,36 @@ def test_flush_that_runs_out_of_time_says_what_is_still_on_its_way(
     assert "flush(): timed out with 0 event(s) in memory and 1 being sent" in caplog.text
     assert client.flush(5) is True  # delivered meanwhile: nothing spooled or dropped since the last flush
     assert client.shutdown(5)
+
+
+def test_flush_or_spool_cuts_a_hung_request_short_spools_it_and_the_client_goes_on(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the lifespan shutdown and a graceful server's SIGTERM use: the process may end right after it."""
+    ingest.default(Answer(503, delay=5.0))  # takes the request, answers too late
+    client = PeekApiClient({**options, "request_timeout": 30})
+    for i in range(3):
+        client.track(event(i))
+    assert eventually(lambda: ingest.connections, timeout=5)  # the batch is in flight (flush_interval 0.2 s)
+    client.track(event(3))  # still in memory
+    start = time.monotonic()
+    with caplog.at_level("INFO", logger="peekapi"):
+        assert client._flush_or_spool(0.5) is False  # like flush(): False when anything was not delivered
+    elapsed = time.monotonic() - start
+    assert elapsed < 0.5 + 1.5, elapsed  # its bound, far below the request timeout
+    stats = client.stats()
+    assert (stats["spooled"], stats["sent"], stats["queue_depth"], stats["in_flight"]) == (4, 0, 0, 0)
+    assert "flush at shutdown: 4 event(s) spooled to disk, not delivered (re-sent later)" in caplog.text
+    assert list(Path(options["storage_path"]).rglob("*.jsonl"))
+
+    # Not stopped: the next events go out. The spooled ones are sent by the next start (or within 30 s).
+    ingest.default(Answer(200))
+    client.track(event(4))
+    assert client.flush(5) is True
+    assert client.shutdown(5)
+    assert client.stats()["dropped_total"] == 0
+    restarted = PeekApiClient(options)
+    eventually(lambda: len(ingest.events()) == 5, timeout=10)
+    assert restarted.shutdown(5)
+    assert sorted(e["path"] for e in ingest.events()) == [f"/items/{i}" for i in range(5)]
+    assert len(ingest.all_accepted_events()) == 5

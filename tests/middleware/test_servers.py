@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.ingest import IngestServer
+from tests.support.ingest import Answer, IngestServer
 from tests.support.reliability import report
 
 pytestmark = pytest.mark.slow
@@ -88,22 +88,43 @@ def _request(port: int, method: str, path: str, body: bytes = b"", headers: dict
             conn.close()
 
 
+class Server:
+    """``app`` under its server, in a session of its own, with its output in ``log``; the spool under ``data``."""
+
+    def __init__(self, app: App, ingest: IngestServer, data: Path, log: Path) -> None:
+        pytest.importorskip(app.needs)
+        pytest.importorskip(app.server)
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "PEEKAPI_API_KEY": "ak_e2e",
+            "PEEKAPI_ENDPOINT": ingest.url,
+            "XDG_DATA_HOME": str(data),  # the spool, isolated
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(EXAMPLES), os.environ.get("PYTHONPATH", "")]),
+        }
+        self.log = log
+        with log.open("a") as out:
+            self.process = subprocess.Popen(
+                _command(app, self.port), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def terminate(self) -> float:
+        """SIGTERM to the whole session, as a deployment stops it; seconds until the server exited."""
+        start = time.monotonic()
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+        elapsed = time.monotonic() - start
+        assert self.process.returncode in (0, -signal.SIGTERM), self.output()
+        return elapsed
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
 @pytest.mark.parametrize("app", APPS, ids=[a.framework for a in APPS])
 def test_every_request_arrives_exactly_once(app: App, ingest: IngestServer, tmp_path: Path) -> None:
-    pytest.importorskip(app.needs)
-    pytest.importorskip(app.server)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PEEKAPI_API_KEY": "ak_e2e",
-        "PEEKAPI_ENDPOINT": ingest.url,
-        "XDG_DATA_HOME": str(tmp_path),  # the spool, isolated
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(EXAMPLES), os.environ.get("PYTHONPATH", "")]),
-    }
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        _command(app, port), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    server = Server(app, ingest, tmp_path, tmp_path / "server.log")
+    port = server.port
     made: list[tuple[str, str, int, int, int, str | None, str | None]] = []
     try:
         # (method, path, status, request bytes, response bytes, route, consumer)
@@ -127,13 +148,8 @@ def test_every_request_arrives_exactly_once(app: App, ingest: IngestServer, tmp_
             status, body = _request(port, "GET", "/no/such/page")
             made.append(("GET", "/no/such/page", status, 0, len(body), None, None))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        finally:
-            log.close()
-    output = (tmp_path / "server.log").read_text()
-    assert server.returncode in (0, -signal.SIGTERM), output
+        server.terminate()
+    output = server.output()
 
     statuses = {path: status for _, path, status, *_ in made}
     assert statuses["/stream"] == 200 and statuses["/echo"] == 200 and statuses["/boom"] == 500, output
@@ -166,3 +182,79 @@ def test_every_request_arrives_exactly_once(app: App, ingest: IngestServer, tmp_
             assert event["consumer_id"] == consumer, event
     assert "route" not in by_path.get("/no/such/page", {})
     assert all(r.headers.get("x-api-key") == "ak_e2e" for r in ingest.accepted())
+
+
+@pytest.mark.parametrize("app", APPS, ids=[a.framework for a in APPS])
+def test_sigterm_while_the_collector_hangs_spools_and_a_restart_delivers(
+    app: App, ingest: IngestServer, tmp_path: Path
+) -> None:
+    """The collector takes the batch and never answers in time; the server is stopped meanwhile, in a request.
+
+    Under uvicorn no atexit runs (it restores the default SIGTERM action and raises the signal again once its
+    shutdown is done): what the client held must be on disk by then. The next start sends it, once.
+    """
+    log = tmp_path / "server.log"
+    server = Server(app, ingest, tmp_path, log)
+    ingest.default(Answer(503, delay=10.0))  # accepts the request, answers too late
+    paths = [app.user_path.format(i) for i in range(1, 6)]
+    for path in paths:
+        assert _request(server.port, "GET", path)[0] == 200
+    elapsed = _stop_with_a_request_in_flight(server)  # the events are buffered (flush_interval: 10 s)
+    paths.append("/echo")
+    spooled = [p for p in tmp_path.rglob("*.jsonl") if p.is_file()]
+    assert spooled, server.output()
+    assert ingest.connections and not ingest.accepted()  # the flushes at the signal and at exit were sent, in vain
+    # The signal handler's flush (2 s), 0.5 s for the request to the collector, then the cut; once more at the
+    # lifespan shutdown or exit, for the request in flight: within a deployment's grace period (30 s by default
+    # on Kubernetes), and no wait for the request timeout.
+    assert elapsed < 10.0, (elapsed, server.output())
+
+    ingest.default(Answer(200))
+    again = Server(app, ingest, tmp_path, log)  # sends the spool as it starts
+    events = ingest.wait_for(len(paths), timeout=15)
+    time.sleep(0.3)  # a duplicate would show up now
+    again.terminate()
+    events = ingest.events()
+    received = Counter(e["path"] for e in events)
+    report(
+        f"{app.framework} under {app.server}, SIGTERM while the collector hangs",
+        requests=len(paths),
+        received=sum((received & Counter(paths)).values()),
+        lost=sum((Counter(paths) - received).values()),
+        doubled=sum(n - 1 for p, n in received.items() if p in paths and n > 1),
+        unexpected=sum(n for p, n in received.items() if p not in paths),
+    )
+    assert received == Counter(paths), server.output()
+    assert len(ingest.all_accepted_events()) == len(paths)  # not even a duplicate for the collector to drop
+
+
+def _stop_with_a_request_in_flight(server: Server) -> float:
+    """SIGTERM while a request is in flight (held open by its body, sent in two parts around the signal).
+
+    The server finishes the requests it has begun before it exits. Returns the seconds from the signal to the exit.
+    """
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 8\r\n\r\n"
+        conn.sendall(head.encode() + b"half")
+        time.sleep(0.3)  # the server has the request; its body is not complete
+        start = time.monotonic()
+        os.killpg(server.process.pid, signal.SIGTERM)
+        time.sleep(0.3)  # the server is shutting down, waiting for this request
+        conn.sendall(b"rest")
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    server.process.wait(timeout=30)
+    assert server.process.returncode in (0, -signal.SIGTERM), server.output()
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize("app", APPS, ids=[a.framework for a in APPS])
+def test_a_request_in_flight_at_sigterm_arrives(app: App, ingest: IngestServer, tmp_path: Path) -> None:
+    server = Server(app, ingest, tmp_path, tmp_path / "server.log")
+    assert _request(server.port, "GET", app.user_path.format(1))[0] == 200
+    _stop_with_a_request_in_flight(server)
+    events = ingest.wait_for(2, timeout=10)
+    time.sleep(0.2)  # a duplicate would show up now
+    assert sorted(e["path"] for e in ingest.events()) == sorted([app.user_path.format(1), "/echo"]), server.output()
+    echo = next(e for e in events if e["path"] == "/echo")
+    assert (echo["method"], echo["status_code"], echo["request_size"]) == ("POST", 200, 8)

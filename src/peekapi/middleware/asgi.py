@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Iterable
 from time import perf_counter
 
 from peekapi.client import PeekApiClient
+from peekapi.config import DEFAULT_EXIT_TIMEOUT
 
 from .capture import Capture, asgi_header_dict, parse_size, resolve_client
 from .routes import ASGIRoutes
@@ -35,7 +36,7 @@ class PeekApiASGI:
     it passes every request through untouched and untracked and logs the reason once (ERROR, ``peekapi`` logger).
 
     Websocket scopes pass through untouched; lifespan scopes too, except that the client is flushed when the
-    application reports its shutdown complete.
+    application reports its shutdown complete (what is not delivered within 2 s is spooled).
 
     The middleware never changes, delays or buffers the response, and never raises an error of its own into
     the application: an exception from the application is recorded (status 500 unless the response had
@@ -241,7 +242,12 @@ _new_exchange = object.__new__
 
 
 class _LifespanSend:
-    """Wraps a lifespan ``send`` to flush the client before the server learns that shutdown is complete."""
+    """Wraps a lifespan ``send`` to flush the client before the server learns that shutdown is complete.
+
+    What is not delivered within the exit timeout (2 s, or ``shutdown_timeout`` if shorter) is spooled: the
+    server may end the process without atexit right after (uvicorn does, after a SIGTERM). The client goes on,
+    for a test client that runs the lifespan again.
+    """
 
     __slots__ = ("_send", "client")
 
@@ -251,6 +257,6 @@ class _LifespanSend:
 
     async def send(self, message: Message) -> None:
         if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            # Blocks the loop for at most shutdown_timeout, while the server waits for this very message.
-            self.client.flush(self.client.settings.shutdown_timeout)
+            # Blocks the loop (at most the timeout + 1.5 s) while the server waits for this very message.
+            self.client._flush_or_spool(min(DEFAULT_EXIT_TIMEOUT, self.client.settings.shutdown_timeout))
         await self._send(message)
