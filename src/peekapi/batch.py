@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .buffer import Entry, unpack
 from .event import COMPACT_LENGTH, DroppedEvent, encode_compact, encode_event
-
-logger = logging.getLogger("peekapi")
 
 
 @dataclass
@@ -62,11 +59,11 @@ def build_batches(
     max_count: int,
     max_bytes: int,
     max_event_bytes: int,
-    on_drop: Callable[[str, int], None],
+    on_drop: Callable[[str, int, str], None],
 ) -> list[Batch]:
     """Encode buffer ``entries`` into batches of at most ``max_count`` events and ``max_bytes``.
 
-    An event that cannot be encoded is dropped alone: ``on_drop(reason, 1)`` is called and the others go on.
+    An event that cannot be encoded is dropped alone: ``on_drop(reason, 1, why)`` is called and the others go on.
     Never raises for bad events.
     """
     batches: list[Batch] = []
@@ -81,12 +78,10 @@ def build_batches(
                 raw, tracked_at = unpack(entry)
                 encoded = encode_event(raw, tracked_at, max_event_bytes)
         except DroppedEvent as exc:
-            logger.warning("peekapi: event dropped (%s): %s", exc.reason, exc)
-            on_drop(exc.reason, 1)
+            on_drop(exc.reason, 1, str(exc))
             continue
         except Exception as exc:  # a user object whose __str__ raises, say: drop that event only
-            logger.warning("peekapi: event dropped (invalid): %s: %s", type(exc).__name__, exc)
-            on_drop("invalid", 1)
+            on_drop("invalid", 1, f"{type(exc).__name__}: {exc}")
             continue
         if current and (len(current) >= max_count or size + 1 + len(encoded) > max_bytes):
             batches.append(Batch.of(current))

@@ -7,9 +7,11 @@ the reason it had to be dropped. One bad event never affects another: each is en
 
 from __future__ import annotations
 
+import calendar
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,12 +19,23 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .consumer import hash_consumer_id
+from .stats import LogThrottle
 
 logger = logging.getLogger("peekapi")
 
 MAX_METHOD_LENGTH = 16
 MAX_PATH_LENGTH = 2048
 MAX_CONSUMER_ID_LENGTH = 256
+# The ranges our collector stores (peekapi_server.events): an event outside them is repaired or dropped here,
+# counted and logged, rather than sent and then rejected inside a 2xx answer, which SDKs do not read.
+MAX_SIZE = 2**40  # bytes (1 TiB): a larger request or response size is not a count
+MAX_LATENCY_MS = 1e9  # milliseconds (about 11.6 days)
+_METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP method is an RFC 9110 token
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,]\d+)?(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
+)
+_YEAR_10000 = 253_402_300_800  # epoch seconds of 10000-01-01T00:00:00Z
+MAX_METADATA_DEPTH = 32
 
 _escape = json.encoder.encode_basestring  # the C escaper, non-ASCII kept as is (as ensure_ascii=False)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True)
@@ -78,11 +91,15 @@ COMPACT_LENGTH = len(COMPACT_FIELDS) + 1
 def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     """Return the wire JSON of ``raw`` (a ``RequestEvent``, a mapping or a compact event), tracked at ``tracked_at``.
 
-    Repairs what it can: method upper-cased and cut to 16 characters, path to 2048, consumer id to 256,
-    a missing timestamp set, sizes that are not counts set to 0, lone surrogates replaced, metadata that is not
-    a JSON object (or does not serialise, or makes the event larger than ``max_event_bytes``) removed.
-    Raises :class:`DroppedEvent` for what it cannot repair: not an event at all, a missing or non-numeric
-    status or latency, NaN or infinite latency, or an event still over ``max_event_bytes`` without metadata.
+    Repairs what it can: method upper-cased and cut to 16 characters, path to 2048 (an empty one becomes
+    ``/``), consumer id to 256, NUL characters and lone surrogates in text replaced, a missing timestamp set
+    (one that is not an ISO-8601 time from 1970 to 9999 replaced by the time of ``track()``, with a warning),
+    sizes that are not counts (negative, over 1 TiB, not numbers) set to 0, metadata that is not a JSON object
+    (or does not serialise, nests deeper than 32, or makes the event larger than ``max_event_bytes``) removed.
+    Raises :class:`DroppedEvent` for what it cannot repair: not an event at all, a method that is not an HTTP
+    token, a missing or non-numeric status or latency, a status outside 100-999, a latency that is not a finite
+    number of at most 1e9 ms, or an event still over ``max_event_bytes`` without metadata. What it sends, our
+    collector stores.
     """
     if type(raw) is tuple and len(raw) == COMPACT_LENGTH:
         return encode_compact(raw, max_event_bytes)
@@ -104,16 +121,20 @@ def encode_general(raw: object, tracked_at: float, max_event_bytes: int) -> byte
     """:func:`encode_event` without its fast path: sanitise into a dict, then JSON-encode it."""
     event = _sanitise(raw, tracked_at)
     metadata = event.pop("metadata", None)
+    if metadata is not None and not _depth_ok(metadata, MAX_METADATA_DEPTH):
+        _repaired("metadata", "event metadata nests deeper than %d; metadata removed", MAX_METADATA_DEPTH)
+        metadata = None
     if metadata is not None:
         try:
             encoded = _encode({**event, "metadata": metadata})
         except (TypeError, ValueError, RecursionError) as exc:
-            logger.warning("peekapi: event metadata is not JSON-serialisable (%s); metadata removed", exc)
+            _repaired("metadata", "event metadata is not JSON-serialisable (%s); metadata removed", exc)
         else:
             if len(encoded) <= max_event_bytes:
                 return encoded
-            logger.warning(
-                "peekapi: event of %d bytes is over max_event_bytes=%d; metadata removed",
+            _repaired(
+                "metadata",
+                "event of %d bytes is over max_event_bytes=%d; metadata removed",
                 len(encoded),
                 max_event_bytes,
             )
@@ -129,7 +150,7 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
         return None
     timestamp = raw.get("timestamp")
     if timestamp:
-        if type(timestamp) is not str or len(timestamp) > 64:
+        if type(timestamp) is not str or not timestamp_ok(timestamp):
             return None
         timestamp_json = _escape(timestamp)
     else:
@@ -195,25 +216,26 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
     ``timestamp_json`` is the timestamp as a JSON string already. Returns None whenever anything needs repair
     or checking, so that the general path decides: the output is then the same as the general path's.
     """
-    if type(method) is not str or type(path) is not str or type(status) is not int or not 0 <= status <= 999:
+    if type(method) is not str or type(path) is not str or type(status) is not int or not 100 <= status <= 999:
         return None
     if type(latency) is not float or not 0.0 <= latency < 1e9:  # also false for NaN; larger ones: general path
         return None
     if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
         return None
-    if len(path) > MAX_PATH_LENGTH:
+    # An empty path, or a NUL in it (a scanner's %00): the general path repairs them.
+    if not 0 < len(path) <= MAX_PATH_LENGTH or "\x00" in path:
         return None
     method_json = _METHOD_JSON.get(method)
     if method_json is None:
         upper = method.upper()  # before the length check: upper-casing may lengthen it ("ß" -> "SS")
-        if len(upper) > MAX_METHOD_LENGTH:
+        if len(upper) > MAX_METHOD_LENGTH or _METHOD.fullmatch(upper) is None:
             return None
         method_json = _escape(upper)
         if len(_METHOD_JSON) < _FRAGMENTS_KEPT:
             _METHOD_JSON[method] = method_json
     if consumer is None:
         consumer_json = "null"
-    elif type(consumer) is str and consumer and len(consumer) <= MAX_CONSUMER_ID_LENGTH:
+    elif type(consumer) is str and consumer and len(consumer) <= MAX_CONSUMER_ID_LENGTH and "\x00" not in consumer:
         consumer_json = _escape(consumer)
     else:
         return None
@@ -222,7 +244,7 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
     elif type(route) is str:
         route_json = _ROUTE_JSON.get(route)
         if route_json is None:
-            if not route or len(route) > MAX_PATH_LENGTH:
+            if not route or len(route) > MAX_PATH_LENGTH or "\x00" in route:
                 return None
             route_json = ',"route":' + _escape(route)
             if len(_ROUTE_JSON) < _FRAGMENTS_KEPT:
@@ -237,8 +259,19 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
         if latency_json[-1] == ".":
             latency_json += "0"
     # Most sizes (and every status) are below 1000: their text from a table, instead of formatting the int.
-    request_text = _SMALL_INT_TEXT[request_size] if request_size < 1000 else str(request_size)
-    response_text = _SMALL_INT_TEXT[response_size] if response_size < 1000 else str(response_size)
+    # Past MAX_SIZE (not a count): the general path sets 0.
+    if request_size < 1000:
+        request_text = _SMALL_INT_TEXT[request_size]
+    elif request_size <= MAX_SIZE:
+        request_text = str(request_size)
+    else:
+        return None
+    if response_size < 1000:
+        response_text = _SMALL_INT_TEXT[response_size]
+    elif response_size <= MAX_SIZE:
+        response_text = str(response_size)
+    else:
+        return None
     text = (
         f'{{"method":{method_json},"path":{_escape(path)},"status_code":{_SMALL_INT_TEXT[status]},'
         f'"response_time_ms":{latency_json},"request_size":{request_text},"response_size":{response_text},'
@@ -348,8 +381,8 @@ def _sanitise(raw: object, tracked_at: float) -> dict[str, Any]:
     except KeyError as exc:
         raise DroppedEvent("invalid", f"event is missing the required field {exc.args[0]!r}") from None
     event: dict[str, Any] = {
-        "method": _text(method, 4 * MAX_METHOD_LENGTH).upper()[:MAX_METHOD_LENGTH],
-        "path": _text(path, MAX_PATH_LENGTH),
+        "method": _method(method),
+        "path": _path(path),
         "status_code": _status(status),
         "response_time_ms": _latency(latency),
         "request_size": _size(source.get("request_size")),
@@ -367,14 +400,47 @@ def _sanitise(raw: object, tracked_at: float) -> dict[str, Any]:
         if isinstance(metadata, Mapping):
             event["metadata"] = metadata
         else:
-            logger.warning("peekapi: event metadata must be a mapping, not %s; removed", type(metadata).__name__)
+            _repaired("metadata", "event metadata must be a mapping, not %s; removed", type(metadata).__name__)
     return event
 
 
+_repairs_logged = LogThrottle()
+
+
+def _repaired(kind: str, message: str, *args: object) -> None:
+    """Log a repair at WARNING: at most one line per ``kind`` every ``LOG_INTERVAL`` seconds, saying how many
+    events were repaired the same way, unlogged, since the previous line."""
+    count = _repairs_logged.allow(kind)
+    if count == 1:
+        logger.warning("peekapi: " + message, *args)
+    elif count:
+        logger.warning("peekapi: " + message + " (and %d more since the last such line)", *args, count - 1)
+
+
 def _text(value: object, limit: int) -> str:
+    """``value`` as text of at most ``limit`` characters, NUL replaced (U+FFFD), as a database can store it."""
     if type(value) is not str:
         value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
     return value[:limit] if len(value) > limit else value
+
+
+def _path(value: object) -> str:
+    if not isinstance(value, str | bytes):
+        raise DroppedEvent("invalid", f"path must be a string, got {value!r}"[:200])
+    return _text(value, MAX_PATH_LENGTH) or "/"
+
+
+def _method(value: object) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        raise DroppedEvent("invalid", f"method must be a string, got {value!r}"[:200])
+    method = value.upper()[:MAX_METHOD_LENGTH]
+    if _METHOD.fullmatch(method) is None:
+        raise DroppedEvent("invalid", f"method must be an HTTP method (a token), got {value!r}"[:200])
+    return method
 
 
 def _optional_text(value: object, limit: int) -> str | None:
@@ -385,26 +451,28 @@ def _optional_text(value: object, limit: int) -> str | None:
 
 
 def _status(value: object) -> int:
-    if type(value) is int and 0 <= value <= 999:
+    if type(value) is int and 100 <= value <= 999:
         return value
     number = _number(value)
-    if number is None or not number.is_integer() or not 0 <= number <= 999:
-        raise DroppedEvent("invalid", f"status_code must be an integer HTTP status, got {value!r}")
+    if number is None or not number.is_integer() or not 100 <= number <= 999:
+        raise DroppedEvent("invalid", f"status_code must be an HTTP status from 100 to 999, got {value!r}"[:200])
     return int(number)
 
 
 def _latency(value: object) -> float:
     number = _number(value)
-    if number is None or not math.isfinite(number):
-        raise DroppedEvent("invalid", f"response_time_ms must be a finite number, got {value!r}")
+    if number is None or not math.isfinite(number) or number > MAX_LATENCY_MS:
+        raise DroppedEvent(
+            "invalid", f"response_time_ms must be a number of milliseconds up to 1e9, got {value!r}"[:200]
+        )
     return float(f"{max(number, 0.0):.3f}")  # to the microsecond: more is noise, and bytes on the wire
 
 
 def _size(value: object) -> int:
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_SIZE:
         return value
     number = _number(value)
-    if number is None or not math.isfinite(number) or number < 0:
+    if number is None or not 0 <= number <= MAX_SIZE:  # also false for NaN
         return 0
     return int(number)
 
@@ -423,12 +491,68 @@ def _number(value: object) -> float | None:
 
 
 def _timestamp(value: object, tracked_at: float) -> str:
+    """The event's timestamp: a valid one as given, else the time of ``track()`` (with a warning unless empty)."""
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc).isoformat()
-    if isinstance(value, str) and value:
-        return value[:64]
+        if 0 <= moment.timestamp() < _YEAR_10000:
+            return moment.astimezone(timezone.utc).isoformat()
+    elif isinstance(value, str) and value:
+        if timestamp_ok(value):
+            return value
+    elif value is None or value == "":
+        return format_timestamp(tracked_at)
+    _repaired(
+        "timestamp",
+        "event timestamp %s is not an ISO-8601 time from 1970 to 9999; the time of track() is used",
+        repr(value)[:80],
+    )
     return format_timestamp(tracked_at)
+
+
+def timestamp_ok(value: str) -> bool:
+    """Whether ``value`` is an ISO-8601 time our collector takes: from 1970 to 9999 in UTC, a time without an
+    offset taken as UTC. The spellings of WIRE.md (``Z`` or an offset, 0 to 9 fraction digits, ``T`` or a
+    space), and whatever else ``datetime.fromisoformat`` reads in the same layout. Never raises."""
+    if len(value) > 64:
+        return False
+    if len(value) >= 19 and value[10] in "Tt " and value[4] == "-" and value[13] == ":":
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=timezone.utc)
+            return 0 <= moment.timestamp() < _YEAR_10000
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(group) for group in match.group(1, 2, 3, 4, 5, 6))
+    if not (1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 60):
+        return False
+    if not 1 <= day <= calendar.monthrange(year, month)[1]:
+        return False
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if match.group(7):
+        offset = int(match.group(8)) * 3600 + int(match.group(9)) * 60
+        seconds += -offset if match.group(7) == "+" else offset
+    return 0 <= seconds < _YEAR_10000
+
+
+def _depth_ok(value: object, limit: int) -> bool:
+    """Whether ``value`` nests mappings and lists at most ``limit`` deep (a mapping of scalars is 1 deep)."""
+    level: list[object] = [value]
+    for _ in range(limit + 1):
+        nested: list[object] = []
+        for item in level:
+            if isinstance(item, Mapping):
+                nested.extend(item.values())
+            elif isinstance(item, list | tuple):
+                nested.extend(item)
+        if not nested:
+            return True
+        level = nested
+    return False
 
 
 # The last second formatted: (that second as a float, its date and time of day as the start of a JSON string).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TypedDict
 
 logger = logging.getLogger("peekapi")
@@ -24,6 +25,31 @@ DROP_REASONS = (
     "closed",  # tracked after shutdown()
 )
 COUNTERS = ("sent", "sent_batches", "retried", "spooled", "recovered")
+
+
+#: A kind of log line (a drop reason, a repair) is written at most once per this many seconds: a stream of bad
+#: events must not flood the application's log. The events held back are counted into the next line.
+LOG_INTERVAL = 10.0
+
+
+class LogThrottle:
+    """Lets one log line per key through every ``interval`` seconds; counts what it holds back. Thread-safe enough:
+    two threads racing on one key may both log, never fewer. Never raises."""
+
+    def __init__(self, interval: float = LOG_INTERVAL) -> None:
+        self._interval = interval
+        self._next: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, key: str, count: int = 1) -> int:
+        """``count`` plus what was held back for ``key`` when a line may be written now (that many to report),
+        else 0 (``count`` is held back)."""
+        now = time.monotonic()
+        if now < self._next.get(key, 0.0):
+            self._held[key] = self._held.get(key, 0) + count
+            return 0
+        self._next[key] = now + self._interval
+        return count + self._held.pop(key, 0)
 
 
 class StatsSnapshot(TypedDict):
@@ -48,6 +74,7 @@ class Stats:
         self._cells: dict[int, dict[str, int]] = {}
         #: The endpoint's answer to the last batch it rejected ("HTTP 401 Unauthorized: ..."), or "".
         self.last_rejection = ""
+        self._log = LogThrottle()
 
     def _cell(self) -> dict[str, int]:
         ident = threading.get_ident()
@@ -73,12 +100,15 @@ class Stats:
         self.last_rejection = answer
         self.drop("rejected", count)
 
-    def drop(self, reason: str, count: int) -> None:
-        """Record ``count`` events dropped for ``reason``, and log it at WARNING."""
+    def drop(self, reason: str, count: int, detail: str = "") -> None:
+        """Record ``count`` events dropped for ``reason`` and log it at WARNING, with ``detail`` (why, for one of
+        them) if given: at most one line per reason every ``LOG_INTERVAL`` seconds, counting those held back."""
         if count <= 0:
             return
         self._cell()[reason] += count
-        logger.warning("peekapi: dropped %d event(s): %s", count, reason)
+        reported = self._log.allow(reason, count)
+        if reported:
+            logger.warning("peekapi: dropped %d event(s): %s%s", reported, reason, f" ({detail})" if detail else "")
 
     def snapshot(self, tracked: int, queue_depth: int, in_flight: int, closed: int) -> StatsSnapshot:
         """The counters summed over all threads, with the given gauges and ``closed`` (counted by the buffer)."""

@@ -372,3 +372,22 @@ def test_flush_or_spool_cuts_a_hung_request_short_spools_it_and_the_client_goes_
     assert restarted.shutdown(5)
     assert sorted(e["path"] for e in ingest.events()) == [f"/items/{i}" for i in range(5)]
     assert len(ingest.all_accepted_events()) == 5
+
+
+def test_a_stream_of_bad_events_is_counted_in_full_and_logged_in_a_few_lines(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = PeekApiClient(options)
+    with caplog.at_level("WARNING", logger="peekapi"):
+        for i in range(1000):
+            client.track(event(i, status_code=0))  # dropped: not an HTTP status
+            client.track(event(i, timestamp="yesterday"))  # repaired: the time of track()
+        client.flush(10)
+    stats = client.stats()
+    assert stats["dropped"]["invalid"] == 1000 and stats["sent"] == 1000
+    lines = [r.getMessage() for r in caplog.records if r.name == "peekapi"]
+    assert lines[0].startswith("peekapi: dropped 1 event(s): invalid (status_code must be an HTTP status")
+    assert any("'yesterday' is not an ISO-8601 time" in line for line in lines)
+    assert len(lines) <= 4, lines  # one line of each kind (and flush()'s own summary), not one per event
+    assert "flush(): event(s) dropped, not delivered: 1000 invalid" in lines[-1]
+    assert client.shutdown(5)

@@ -205,3 +205,39 @@ def test_a_retry_after_a_lost_response_is_not_double_counted(collector_e2e: Coll
     assert stored(c) == made
     batch_ids = list(c.store.iter_rows("SELECT COUNT(*) FROM batches WHERE project_id = ?", (c.project.id,)))  # type: ignore[attr-defined]
     assert int(batch_ids[0][0]) < proxy.forwarded  # some deliveries were retries of a stored batch id
+
+
+def test_hostile_requests_and_events_are_stored_or_counted_as_dropped_never_lost(
+    collector_e2e: Collector, tmp_path: Path
+) -> None:
+    """What the collector would reject inside its 200 (which SDKs do not read) is repaired or dropped by the SDK.
+
+    A scanner's ``%00`` in the path through the middleware, and hand-made events through ``track()``: every
+    event counted ``sent`` is stored, and the rest is counted ``dropped``.
+    """
+    c = collector_e2e
+    app = App(c.url + "/v1/events", c.key, tmp_path / "spool")
+    try:
+        assert app.request("GET", "/users/%00") == 404
+        assert app.request("GET", "/x%00y") == 404
+        hostile: list[dict[str, Any]] = [
+            {"path": "/nul\x00x"},
+            {"consumer_id": "a\x00b"},
+            {"timestamp": "yesterday"},
+            {"timestamp": "1960-01-01T00:00:00Z"},
+            {"timestamp": 1733000000},
+            {"request_size": 2**70},
+            {"response_time_ms": 1e300},  # dropped
+            {"status_code": 42},  # dropped
+        ]
+        for fields in hostile:
+            app.client.track({"method": "GET", "path": "/t", "status_code": 200, "response_time_ms": 1, **fields})
+        app.client.flush(10)
+        stats = app.client.stats()
+    finally:
+        app.stop()
+    c.drain()
+    events = list(c.store.iter_events(c.project.id, ReadQuery(start=0, end=int(time.time()) + 60, limit=1000)))
+    assert (stats["tracked"], stats["sent"], stats["dropped"]["invalid"]) == (10, 8, 2)
+    assert len(events) == stats["sent"]
+    assert sorted(e["path"] for e in events if e["path"] != "/t") == ["/nul\ufffdx", "/users/\ufffd", "/x\ufffdy"]
