@@ -245,9 +245,11 @@ class PeekApiClient:
 
 
 def _enable_debug_logging() -> None:
+    """``debug=True``: the ``peekapi`` logger at DEBUG, and a stderr handler unless logging is set up already (a
+    handler on it or on the root: the lines would be written twice)."""
     peek = logging.getLogger("peekapi")
     peek.setLevel(logging.DEBUG)
-    if not peek.handlers:
+    if not peek.hasHandlers():
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))  # lines say "peekapi:"
         peek.addHandler(handler)

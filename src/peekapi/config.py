@@ -35,6 +35,8 @@ MIN_EVENT_BYTES = 512
 
 ENV_API_KEY = "PEEKAPI_API_KEY"
 ENV_ENDPOINT = "PEEKAPI_ENDPOINT"
+#: The environment variables that options can come from (the api key, the endpoint, the spool's directory).
+ENV_VARIABLES = (ENV_API_KEY, ENV_ENDPOINT, "XDG_DATA_HOME", "LOCALAPPDATA")
 
 logger = logging.getLogger("peekapi")
 

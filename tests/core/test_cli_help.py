@@ -36,6 +36,13 @@ def test_version_prints_the_package_version() -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, f"peekapi {peekapi.__version__}\n", "")
 
 
+def test_python_dash_m_peekapi_is_the_peekapi_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "peekapi", "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout) == (0, f"peekapi {peekapi.__version__}\n")
+
+
 COMMANDS = list(_commands(build_parser()))
 
 

@@ -126,3 +126,27 @@ def test_the_removed_delivery_option_is_refused_saying_so() -> None:
         with pytest.raises(ValueError, match=r"unknown option\(s\) 'delivery' \('delivery' was removed: encoding"):
             resolve_options({"api_key": "ak_x", "delivery": mode})
     assert "delivery" not in {f.name for f in dataclasses.fields(Options)}
+
+
+def test_debug_logs_through_the_applications_logging_when_it_is_set_up(
+    ingest: Any, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    peek = logging.getLogger("peekapi")
+    monkeypatch.setattr(peek, "handlers", [])
+    monkeypatch.setattr(peek, "level", logging.NOTSET)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [logging.NullHandler()])  # the application's logging.basicConfig()
+    client = PeekApiClient({**options, "debug": True})
+    try:
+        assert peek.level == logging.DEBUG
+        assert peek.handlers == []  # no second handler: each line would be written twice
+    finally:
+        client.shutdown(5)
+    monkeypatch.setattr(root, "handlers", [])  # no logging set up: debug=True writes to stderr itself
+    client = PeekApiClient({**options, "debug": True})
+    try:
+        assert [type(h) for h in peek.handlers] == [logging.StreamHandler]
+    finally:
+        client.shutdown(5)

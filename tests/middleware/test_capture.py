@@ -23,6 +23,32 @@ def test_equal_options_share_a_client_and_different_ones_do_not(options: dict[st
         first.shutdown(timeout=5)
 
 
+def test_a_shared_client_that_was_shut_down_is_replaced(options: dict[str, Any]) -> None:
+    first = resolve_client(None, options)
+    first.shutdown(timeout=5)
+    second = resolve_client(None, options)
+    try:
+        assert second is not first
+        assert resolve_client(None, options) is second
+    finally:
+        second.shutdown(timeout=5)
+
+
+def test_options_from_a_different_environment_get_their_own_client(
+    options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = {k: v for k, v in options.items() if k != "api_key"}
+    monkeypatch.setenv("PEEKAPI_API_KEY", "ak_one")
+    first = resolve_client(None, bare)
+    monkeypatch.setenv("PEEKAPI_API_KEY", "ak_two")
+    second = resolve_client(None, bare)
+    try:
+        assert (first.settings.api_key, second.settings.api_key) == ("ak_one", "ak_two")
+    finally:
+        first.shutdown(timeout=5)
+        second.shutdown(timeout=5)
+
+
 def test_a_given_client_is_used_as_is(client: PeekApiClient) -> None:
     assert resolve_client(client, {}) is client
 

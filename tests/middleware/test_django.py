@@ -159,7 +159,24 @@ def test_bad_settings_fail_at_start_up(value: Any, message: str) -> None:
         PeekApiMiddleware(get_response)
 
 
-def test_missing_settings_fail_at_start_up() -> None:
-    with override_settings(), pytest.raises(ImproperlyConfigured, match="PEEKAPI is missing"):
+def test_without_settings_and_without_an_api_key_start_up_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PEEKAPI_API_KEY", raising=False)
+    with override_settings(), pytest.raises(ImproperlyConfigured, match=r"'api_key' is required.*settings\.PEEKAPI"):
         del settings.PEEKAPI
         PeekApiMiddleware(get_response)
+
+
+def test_without_settings_the_environment_configures_the_client(
+    monkeypatch: pytest.MonkeyPatch, ingest: Any, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PEEKAPI_API_KEY", "ak_from_env")
+    monkeypatch.setenv("PEEKAPI_ENDPOINT", ingest.url)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    with override_settings():
+        del settings.PEEKAPI
+        middleware = PeekApiMiddleware(get_response)
+    client = middleware.client
+    try:
+        assert client.settings.api_key == "ak_from_env" and client.settings.endpoint.url == ingest.url
+    finally:
+        client.shutdown(5)

@@ -11,11 +11,13 @@ Everything on the request path is cheap and never raises into the application.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from peekapi.client import PeekApiClient
+from peekapi.config import ENV_VARIABLES
 from peekapi.consumer import identify_consumer
 
 logger = logging.getLogger("peekapi")
@@ -49,19 +51,20 @@ def resolve_client(client: PeekApiClient | None, options: Mapping[str, Any]) -> 
         return PeekApiClient(dict(options))
     with _shared_lock:
         shared = _shared_clients.get(key)
-        if shared is None:
+        if shared is None or shared._closed:  # a client shut down (by a test, say) is not handed out again
             shared = _shared_clients[key] = PeekApiClient(dict(options))
         return shared
 
 
 def _options_key(options: Mapping[str, Any]) -> Hashable | None:
-    """A hashable identity of ``options`` by value (callables by identity), or None when there is none."""
+    """A hashable identity of ``options`` by value (callables by identity), with the environment variables that
+    options come from, or None when there is none."""
     try:
         key = tuple(sorted((str(name), _freeze(value)) for name, value in options.items()))
         hash(key)
     except TypeError:
         return None
-    return key
+    return key, tuple(os.environ.get(name) for name in ENV_VARIABLES)
 
 
 def _freeze(value: object) -> Hashable:

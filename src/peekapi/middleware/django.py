@@ -34,9 +34,10 @@ class PeekApiMiddleware:
         PEEKAPI = {"api_key": "ak_...", "exclude_paths": ["/health"]}
         MIDDLEWARE = ["peekapi.middleware.django.PeekApiMiddleware", ...]
 
-    ``settings.PEEKAPI`` is a dict of options (or an ``Options``, or a ``PeekApiClient``); middleware built from
-    equal settings share one client. A missing or invalid ``PEEKAPI`` raises ``ImproperlyConfigured`` with the
-    reason when Django loads its middleware, at start-up.
+    ``settings.PEEKAPI`` is a dict of options (or an ``Options``, or a ``PeekApiClient``); without it, the
+    environment's ``PEEKAPI_API_KEY`` and ``PEEKAPI_ENDPOINT`` and the defaults apply. Middleware built from
+    equal settings share one client. An invalid ``PEEKAPI`` (or no api key at all) raises
+    ``ImproperlyConfigured`` with the reason when Django loads its middleware, at start-up.
 
     Under ASGI the middleware runs in async mode on the event loop (no thread hop). The request is recorded
     when Django closes the response, after the last body byte went out; ``route`` is the matched URL pattern
@@ -93,11 +94,13 @@ def _client_from_settings() -> PeekApiClient:
     from django.core.exceptions import ImproperlyConfigured
 
     config = getattr(settings, "PEEKAPI", None)
-    if config is None:
-        raise ImproperlyConfigured(
-            "peekapi: settings.PEEKAPI is missing; set it to a dict of peekapi options, "
-            "e.g. PEEKAPI = {'api_key': 'ak_...'}"
-        )
+    if config is None:  # the options' defaults, the api key and endpoint from PEEKAPI_API_KEY / PEEKAPI_ENDPOINT
+        try:
+            return resolve_client(None, {})
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{exc}; or set settings.PEEKAPI to a dict of peekapi options, e.g. PEEKAPI = {{'api_key': 'ak_...'}}"
+            ) from exc
     if isinstance(config, PeekApiClient):
         return config
     if isinstance(config, Options):
