@@ -131,15 +131,18 @@ class Batcher:
             else:
                 return True
             buffer.held_elsewhere = handoff.in_flight + count  # still in memory while being encoded
+            handoff.encoding = True
             batches = encode(self._settings, self._stats, buffer.take_entries(size))
             if spill:
                 spool_batches(self._spool, self._stats, batches)
-                buffer.held_elsewhere = handoff.in_flight
-                continue
-            for batch in batches:
-                handoff.put_events += batch.count
-                handoff.outbox.append(batch)
+            else:
+                for batch in batches:
+                    handoff.put_events += batch.count
+                    handoff.outbox.append(batch)
+            handoff.encoding = False
             buffer.held_elsewhere = handoff.in_flight
+            if spill:
+                continue
             if len(buffer) >= size:
                 # More to encode: the sender may start on what is ready (its network I/O overlaps the encoding).
                 handoff.sender_bell.ring()
@@ -160,6 +163,7 @@ class Batcher:
         buffer = self._buffer
         size = self._settings.batch_size
         batches: list[Batch] = []
+        self._handoff.encoding = True
         while events > 0 and len(buffer):
             if batches:
                 self._let_the_app_run()
@@ -168,6 +172,7 @@ class Batcher:
             events -= len(taken)
             batches += encode(self._settings, self._stats, taken)
         spool_batches(self._spool, self._stats, batches)
+        self._handoff.encoding = False
         buffer.held_elsewhere = self._handoff.in_flight
         self._handoff.next_recovery = 0.0  # the sender sends them back out once it has caught up
 

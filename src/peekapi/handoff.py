@@ -31,6 +31,8 @@ class Handoff:
         self.put_events = 0  # events put in the outbox; written by the batcher only
         self.got_events = 0  # events taken from it; written by the sender (and Worker._rescue)
         self.current: Batch | None = None  # the batch being delivered; written by the sender (and _rescue)
+        #: Set by the batcher while events it took from the buffer are in neither the outbox nor the spool yet.
+        self.encoding = False
         #: Set by the batcher when the outbox had no room; the sender clears it and rings once it takes a batch.
         self.blocked = False
         self.batcher_bell = Doorbell()

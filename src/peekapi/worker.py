@@ -74,8 +74,10 @@ class Worker:
     def flush(self, timeout: float) -> bool:
         """Send (or spool, if the endpoint fails) everything buffered now; True if done within ``timeout``.
 
-        Interrupts a retry backoff so the next attempt is made at once.
+        Interrupts a retry backoff so the next attempt is made at once. True at once when nothing waits.
         """
+        if self.idle():
+            return True
         marker = Latch()
         self._handoff.flush_requests.append(marker)
         self._handoff.hurry = True
@@ -178,6 +180,12 @@ class Worker:
         handoff.got_events = handoff.put_events
         self._buffer.held_elsewhere = 0
         spool_batches(self._spool, self._stats, held)
+
+    def idle(self) -> bool:
+        """Whether every event tracked so far was delivered, spooled or dropped: none in memory, being encoded, in
+        the outbox or being sent. Read in that order, the order events move in: one cannot slip past unseen."""
+        handoff = self._handoff
+        return not len(self._buffer) and not handoff.encoding and not handoff.in_flight
 
     @property
     def in_flight(self) -> int:

@@ -103,7 +103,7 @@ def test_an_event_appended_in_the_instant_the_buffer_closes_is_spooled_by_shutdo
     assert (stats["tracked"], stats["sent"], stats["spooled"], stats["queue_depth"]) == (2, 1, 1, 0)
     assert [e["path"] for e in ingest.events()] == ["/items/1"]
     recovering = PeekApiClient(options)  # the next start sends what the spool holds
-    assert recovering.flush(5)
+    assert eventually(lambda: len(ingest.events()) == 2)
     assert recovering.shutdown(5)
     assert sorted(e["path"] for e in ingest.events()) == ["/items/1", "/late"]
 
@@ -390,4 +390,21 @@ def test_a_stream_of_bad_events_is_counted_in_full_and_logged_in_a_few_lines(
     assert any("'yesterday' is not an ISO-8601 time" in line for line in lines)
     assert len(lines) <= 4, lines  # one line of each kind (and flush()'s own summary), not one per event
     assert "flush(): event(s) dropped, not delivered: 1000 invalid" in lines[-1]
+    assert client.shutdown(5)
+
+
+def test_flush_without_time_says_true_when_nothing_waits_and_false_when_something_does(
+    ingest: IngestServer, options: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    client = PeekApiClient({**options, "flush_interval": 60})
+    with caplog.at_level("INFO", logger="peekapi"):
+        assert client.flush(0) is True  # nothing tracked yet
+        client.track(event(1))
+        assert client.flush(0) is False  # in memory: it cannot be delivered in no time
+        assert client.flush(5) is True
+        assert client.flush(0) is True  # delivered: nothing waits
+    assert [r.getMessage() for r in caplog.records if "timed out" in r.getMessage()] == [
+        "peekapi: flush(): timed out with 1 event(s) in memory and 0 being sent"
+    ]
+    assert [e["path"] for e in ingest.events()] == ["/items/1"]
     assert client.shutdown(5)
