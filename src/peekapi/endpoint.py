@@ -44,9 +44,11 @@ def parse_endpoint(url: str, *, allow_private: bool = False) -> Endpoint:
     """Validate ``url`` and return its parts.
 
     Raises ``ValueError`` for: a scheme other than http/https; plain HTTP to anything but localhost,
-    127.0.0.1 or ::1; user or password in the URL; a literal address (in any IPv4 spelling: decimal, hex,
-    octal, short forms; or IPv6, including IPv4-mapped) that is private, loopback, link-local, CGNAT,
-    multicast, reserved or unspecified, unless ``allow_private`` is set; a missing host or a bad port.
+    127.0.0.1 or ::1, unless ``allow_private`` is set and the host is not a public address (a host name is
+    then checked at connect time: plain HTTP only to private addresses); user or password in the URL; a literal
+    address (in any IPv4 spelling: decimal, hex, octal, short forms; or IPv6, including IPv4-mapped) that is
+    private, loopback, link-local, CGNAT, multicast, reserved or unspecified, unless ``allow_private`` is set;
+    a missing host or a bad port.
     """
     if not isinstance(url, str) or not url.strip():
         raise ValueError("peekapi: 'endpoint' must be a non-empty URL")
@@ -66,9 +68,15 @@ def parse_endpoint(url: str, *, allow_private: bool = False) -> Endpoint:
     if not host:
         raise ValueError("peekapi: 'endpoint' has no host")
     is_local = host in LOCAL_HOSTS
-    if scheme != "https" and not is_local:
-        raise ValueError(f"peekapi: 'endpoint' must use https for {host!r} (plain http is only for localhost)")
     address = literal_address(host)
+    if scheme != "https" and not is_local:
+        if not allow_private:
+            raise ValueError(
+                f"peekapi: 'endpoint' must use https for {host!r} (plain http is only for localhost, or for a "
+                "collector on a private network with allow_private_endpoint=True)"
+            )
+        if address is not None and blocked_reason(address) is None:
+            raise ValueError(f"peekapi: 'endpoint' must use https for the public address {host!r}")
     if address is not None and not is_local and not allow_private:
         reason = blocked_reason(address)
         if reason:
@@ -140,16 +148,23 @@ def blocked_reason(address: IPAddress) -> str | None:
 def check_address(endpoint: Endpoint, address: str) -> None:
     """Raise ``ConnectionRefusedError`` if ``endpoint`` may not connect to resolved ``address``.
 
-    Called at connect time for every address a host name resolves to. Local endpoints and endpoints with
-    ``allow_private`` may connect anywhere.
+    Called at connect time for every address a host name resolves to. Local endpoints may connect anywhere,
+    and endpoints with ``allow_private`` too, except plain HTTP to a public address (the api key would cross
+    the internet in the clear).
     """
-    if endpoint.is_local or endpoint.allow_private:
+    if endpoint.is_local or (endpoint.allow_private and endpoint.scheme == "https"):
         return
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         raise ConnectionRefusedError(f"peekapi: {endpoint.host} resolved to an unparseable address") from None
     reason = blocked_reason(parsed)
+    if endpoint.allow_private:  # plain HTTP within a private network only
+        if reason is None:
+            raise ConnectionRefusedError(
+                f"peekapi: {endpoint.host} resolved to a public address ({parsed}); refusing plain http to it"
+            )
+        return
     if reason:
         raise ConnectionRefusedError(
             f"peekapi: {endpoint.host} resolved to a {reason} address ({parsed}); refusing to connect"

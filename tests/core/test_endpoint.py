@@ -95,6 +95,20 @@ def test_private_endpoint_allowed_when_opted_in() -> None:
     assert s.endpoint.allow_private
 
 
+def test_plain_http_within_a_private_network_when_opted_in() -> None:
+    for url in ("http://10.0.0.5:8787/v1/events", "http://collector:8787/v1/events", "http://[fd00::5]/v1/events"):
+        with pytest.raises(ValueError, match="allow_private_endpoint=True"):
+            parse_endpoint(url)
+        endpoint = parse_endpoint(url, allow_private=True)
+        check_address(endpoint, "10.1.2.3")  # a host name is checked when it is resolved: private, allowed
+        check_address(endpoint, "172.20.0.4")
+        with pytest.raises(ConnectionRefusedError, match="refusing plain http"):
+            check_address(endpoint, "93.184.216.34")
+    with pytest.raises(ValueError, match="public address"):
+        parse_endpoint("http://93.184.216.34/v1/events", allow_private=True)
+    check_address(parse_endpoint("https://ingest.example.com/", allow_private=True), "93.184.216.34")
+
+
 def test_literal_address_reads_resolver_spellings() -> None:
     assert str(literal_address("2130706433")) == "127.0.0.1"
     assert str(literal_address("0x7f.1")) == "127.0.0.1"
