@@ -20,8 +20,9 @@ def request_to(scheme: str, host: str, port: int) -> Request:
         ("http", "127.0.0.1", 8787, "", False),
         ("https", "peek.example.com", 443, "", False),
         ("https", "10.0.0.5", 443, ", allow_private_endpoint=True", False),
-        ("http", "10.0.0.5", 8787, "", True),
-        ("http", "peek.example.com", 80, "", True),
+        ("http", "10.0.0.5", 8787, ", allow_private_endpoint=True", False),
+        ("http", "peek.internal", 8787, ", allow_private_endpoint=True", True),  # only while it resolves privately
+        ("http", "93.184.216.34", 80, "", True),
     ],
 )
 def test_the_snippet_says_what_the_sdk_needs(scheme: str, host: str, port: int, kwargs: str, warned: bool) -> None:
@@ -32,6 +33,11 @@ def test_the_snippet_says_what_the_sdk_needs(scheme: str, host: str, port: int, 
     assert (s.warning is not None) == warned
     if warned:
         assert s.warning is not None and "https" in s.warning.lower()
+    if kwargs:  # what the snippet shows configures a client
+        client = PeekApiClient(
+            {"api_key": "ak_live_test", "endpoint": s.endpoint, "allow_private_endpoint": True, "handle_signals": False}
+        )
+        client.shutdown(0.5)
 
 
 def test_the_local_snippet_configures_a_client() -> None:

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from peekapi_server.store import ReadQuery, Store
+from peekapi_server.store.base import stored_resolution
 from peekapi_server.store.users import Session
 
 from .distribution import bins
@@ -32,12 +33,39 @@ def _has_events(store: Store, view: View) -> bool:
     return bool(store.recent_events(view.project.id, ReadQuery(start=0, end=now + 86400, limit=1)))
 
 
-def _series(store: Store, view: View) -> dict[str, Any]:
+def _series(store: Store, view: View, now: int | None = None) -> dict[str, Any]:
+    """The figures of the view and of the period just before it, for the charts.
+
+    The period before may lie where only hourly or daily figures are kept (the 24-hour view's previous day, in
+    15-minute buckets): it is then read at that resolution and its requests spread evenly over the chart's
+    buckets (see :func:`_spread`), rather than drawn as one full bucket per hour between empty ones.
+    """
+    previous = view.query(previous=True)
+    stored = stored_resolution(previous.start, int(time.time()) if now is None else now)
+    if stored > previous.interval:
+        coarse = store.overview(view.project.id, view.query(previous=True, interval=stored))
+        previous_figures = _spread(coarse, previous)
+    else:
+        previous_figures = store.overview(view.project.id, previous)
     return {
         "view": view.as_json(),
         "current": store.overview(view.project.id, view.query()),
-        "previous": store.overview(view.project.id, view.query(previous=True)),
+        "previous": previous_figures,
     }
+
+
+def _spread(coarse: dict[str, Any], q: ReadQuery) -> dict[str, Any]:
+    """``coarse`` (an overview read at a multiple of ``q.interval``) with its series on ``q``'s buckets: each
+    bucket's requests divided evenly among the finer buckets of it inside the range (so that they add up to the
+    totals). Only ``t`` and ``requests`` (what the chart draws of the previous period); ``spread_from`` says
+    the interval the figures were kept at."""
+    iv = q.interval
+    first = q.start // iv * iv
+    series: list[dict[str, Any]] = []
+    for point in coarse["series"]:
+        stamps = [t for t in range(point["t"], point["t"] + coarse["interval"], iv) if first <= t < q.end]
+        series += ({"t": t, "requests": point["requests"] / len(stamps)} for t in stamps)
+    return {**coarse, "interval": iv, "spread_from": coarse["interval"], "series": series}
 
 
 def _choices(store: Store, view: View) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The SDK snippet's endpoint, checked the way the SDK will check it, so the copied code works as it is.
 
-The SDK sends plain HTTP only to localhost and refuses private addresses unless ``allow_private_endpoint`` is set
-(``peekapi.endpoint``). A collector reached at ``https://10.0.0.5`` then needs that option in the snippet; one
-reached over plain HTTP from elsewhere cannot be sent to at all, and the page says so instead of showing code
-that fails at start-up.
+The SDK sends plain HTTP only to localhost, and refuses private addresses unless ``allow_private_endpoint`` is set
+(``peekapi.endpoint``), which also allows plain HTTP to them. A collector reached at ``https://10.0.0.5`` or
+``http://10.0.0.5:8787`` then needs that option in the snippet; one reached over plain HTTP at a public address
+cannot be sent to at all, and the page says so instead of showing code that fails at start-up; one reached over
+plain HTTP by name works only while the name resolves to private addresses, which the page says too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from peekapi.endpoint import parse_endpoint
+from peekapi.endpoint import literal_address, parse_endpoint
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,7 @@ def snippet_for(request: Request) -> Snippet:
     except ValueError:
         pass
     try:
-        parse_endpoint(endpoint, allow_private=True)
-        return Snippet(base, True, None)
+        parsed = parse_endpoint(endpoint, allow_private=True)
     except ValueError as exc:
         reason = str(exc).removeprefix("peekapi: ")
         return Snippet(
@@ -58,3 +58,11 @@ def snippet_for(request: Request) -> Snippet:
             f"The SDK will not send to this address: {reason}. Serve the collector over "
             "HTTPS (behind a reverse proxy) and use that address in the endpoint.",
         )
+    if parsed.scheme == "http" and literal_address(parsed.host) is None:
+        return Snippet(
+            base,
+            True,
+            f"Plain HTTP is allowed only within a private network: the SDK sends to {parsed.host} only while "
+            "the name resolves to private addresses. Otherwise, serve the collector over HTTPS.",
+        )
+    return Snippet(base, True, None)

@@ -23,6 +23,19 @@ JsonDict = dict[str, Any]
 
 #: Rollup resolutions in seconds: per minute, compacted into per hour, then per day.
 MINUTE, HOUR, DAY = 60, 3600, 86400
+#: How old minute rollups become hourly ones, and hourly ones daily ones (``Store.maintain``'s defaults).
+COMPACT_MINUTES_AFTER, COMPACT_HOURS_AFTER = DAY, 7 * DAY
+
+
+def stored_resolution(ts: int, now: int) -> int:
+    """The finest resolution (``MINUTE``, ``HOUR`` or ``DAY``) figures at time ``ts`` are kept at, at ``now``,
+    once maintenance ran with its default ages: a series finer than that shows every hour's (or day's) figures
+    in one of its buckets and nothing in the others."""
+    if ts >= (now - COMPACT_MINUTES_AFTER) // HOUR * HOUR:
+        return MINUTE
+    if ts >= (now - COMPACT_HOURS_AFTER) // DAY * DAY:
+        return HOUR
+    return DAY
 
 
 class StoreError(Exception):
@@ -155,8 +168,8 @@ class Store(abc.ABC):
     def maintain(
         self,
         now: int,
-        compact_minutes_after: int = DAY,
-        compact_hours_after: int = 7 * DAY,
+        compact_minutes_after: int = COMPACT_MINUTES_AFTER,
+        compact_hours_after: int = COMPACT_HOURS_AFTER,
         batch_id_retention: int = 14 * DAY,
         delete_chunk: int = 20_000,
     ) -> MaintenanceResult:

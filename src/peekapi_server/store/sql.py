@@ -19,6 +19,8 @@ from peekapi_server import histogram
 from . import users
 from .alerts import AlertTables
 from .base import (
+    COMPACT_HOURS_AFTER,
+    COMPACT_MINUTES_AFTER,
     DAY,
     HOUR,
     MINUTE,
@@ -487,8 +489,8 @@ class SqlStore(ReadQueries):
     def maintain(
         self,
         now: int,
-        compact_minutes_after: int = DAY,
-        compact_hours_after: int = 7 * DAY,
+        compact_minutes_after: int = COMPACT_MINUTES_AFTER,
+        compact_hours_after: int = COMPACT_HOURS_AFTER,
         batch_id_retention: int = 14 * DAY,
         delete_chunk: int = 20_000,
     ) -> MaintenanceResult:

@@ -1,0 +1,59 @@
+"""The overview's "previous period" line, where only hourly figures are kept (no browser needed).
+
+Minute figures older than a day are compacted into hourly ones. The 24-hour view draws 15-minute buckets, so
+its previous day, read at that interval, put each hour's requests in one bucket and none in the three others: a
+sawtooth for steady traffic. It is read at the hour and spread over the chart's buckets instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("jinja2")
+
+from peekapi_server.dashboard.overview import _series
+from peekapi_server.dashboard.web import View
+from peekapi_server.events import Event
+from peekapi_server.store import Batch, Project, Store
+from peekapi_server.store.base import DAY, HOUR, MINUTE, stored_resolution
+from tests.server.conftest import db_url, pg_url, project, store
+
+__all__ = ["db_url", "pg_url", "project", "store"]
+
+NOW = 1_780_000_000 // HOUR * HOUR + 17 * MINUTE  # a fixed time, 17 minutes past an hour
+
+
+def steady(start: int, end: int, every: int) -> list[Event]:
+    """One request every ``every`` seconds in ``[start, end)``."""
+    return [Event(ts * 1000, "GET", "/a", "/a", 200, 5.0, 0, 10, None, None) for ts in range(start, end, every)]
+
+
+def test_the_previous_day_of_the_24_hour_view_is_drawn_as_steady_as_it_was(store: Store, project: Project) -> None:
+    store.write_batches([Batch(project.id, None, steady(NOW - 2 * DAY, NOW, 5 * MINUTE))])
+    store.maintain(NOW)  # minute figures older than a day become hourly ones
+    view = View(project, "24h", NOW - DAY, NOW)
+    data = _series(store, view, now=NOW)
+    current, previous = data["current"], data["previous"]
+    assert current["interval"] == previous["interval"] == 15 * MINUTE
+    assert previous["spread_from"] == HOUR
+    assert len(previous["series"]) == len(current["series"])
+    assert [p["t"] for p in previous["series"]] == [p["t"] - DAY for p in current["series"]]
+    inner = [p["requests"] for p in previous["series"][4:-4]]  # the partial hours at either end aside
+    assert inner and all(r == 3.0 for r in inner), inner  # 12 an hour, 3 per 15 minutes: no sawtooth
+    assert sum(p["requests"] for p in previous["series"]) == pytest.approx(previous["totals"]["requests"])
+    assert {p["requests"] for p in current["series"][1:-1]} == {3}  # the current day: minute figures, as they are
+
+
+def test_a_previous_period_kept_by_the_minute_is_read_as_it_is(store: Store, project: Project) -> None:
+    store.write_batches([Batch(project.id, None, steady(NOW - 2 * HOUR, NOW, MINUTE))])
+    data = _series(store, View(project, "1h", NOW - HOUR, NOW), now=NOW)
+    assert "spread_from" not in data["previous"]
+    assert data["previous"]["interval"] == MINUTE and data["previous"]["totals"]["requests"] == 60
+
+
+def test_stored_resolution_follows_the_compaction_ages() -> None:
+    hour_cut = (NOW - DAY) // HOUR * HOUR
+    assert stored_resolution(hour_cut, NOW) == MINUTE
+    assert stored_resolution(hour_cut - 1, NOW) == HOUR
+    assert stored_resolution((NOW - 7 * DAY) // DAY * DAY - 1, NOW) == DAY
