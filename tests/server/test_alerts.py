@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from peekapi_server.alerts.admin import summaries
 from peekapi_server.alerts.evaluate import SETTLE_SECONDS, evaluate_due, preview
 from peekapi_server.alerts.rules import Rule
 from peekapi_server.config import ServerConfig
@@ -161,6 +162,22 @@ def test_one_alert_per_group(collector: Collector) -> None:
     assert sent(collector, rule) == [("firing", 1, "POST /b/{id}")]
     with collector.store.alerts(False) as a:
         assert {g: s.state for g, s in a.states(rule).items()} == {"POST /b/{id}": "firing"}
+
+
+def test_a_rule_that_never_breached_says_where_it_stands(collector: Collector) -> None:
+    traffic(collector, range(10), 20)
+    quiet = add_rule(collector, **SPIKE)
+    per_endpoint = add_rule(collector, **SPIKE, name="per endpoint", group_by="endpoint")
+    run(collector.store, range(1, 11))
+    with collector.store.alerts(True) as a:
+        (only,) = a.states(quiet).values()  # its one group, evaluated and stored although never breached
+        assert (only.state, only.value, only.evaluated_at) == ("inactive", 0.0, T0 + 600)
+        assert a.states(per_endpoint) == {}  # per group: only groups that breached are stored
+        fresh = a.create_rule(collector.project.id, "fresh", Rule.of({**SPIKE, "name": "fresh"}).dumps(), T0 + 630)
+    by_id = {s.stored.id: s for s in summaries(collector.store, collector.project.id)}
+    assert by_id[quiet].evaluated_at == by_id[per_endpoint].evaluated_at == T0 + 600
+    assert by_id[quiet].value == 0.0 and by_id[per_endpoint].state == "inactive"
+    assert by_id[fresh.id].evaluated_at is None  # created after the last pass: not evaluated yet
 
 
 def test_a_spike_against_the_previous_window(collector: Collector) -> None:

@@ -63,8 +63,14 @@ def summarize(stored: StoredRule, states: Sequence[AlertState]) -> Summary:
         groups=len(states),
         firing=sum(1 for s in states if s.state == "firing"),
         value=None if worst is None or worst.value is None else float(worst.value),
-        evaluated_at=max((s.evaluated_at for s in states), default=None),
+        evaluated_at=max((s.evaluated_at for s in states), default=_evaluated(stored)),
     )
+
+
+def _evaluated(stored: StoredRule) -> int | None:
+    """The minute a rule was last evaluated at, from its mark (its groups may all be unstored: never breached);
+    None before its first evaluation (the mark is set to the minute it was created in)."""
+    return stored.evaluated_upto if stored.evaluated_upto > stored.created_at // 60 * 60 else None
 
 
 def summaries(store: Store, project_id: int | None = None) -> list[Summary]:

@@ -259,7 +259,9 @@ class _Decision:
                 notices.append((group, notify, state))
             elif notify == "firing":
                 state = state._replace(notified_at=0)
-            if group in states or state.state != "inactive":  # groups never breached are not stored
+            # Groups never breached are not stored (a rule per consumer may see thousands), except a rule's only
+            # group: its page shows the value it was evaluated at.
+            if group in states or state.state != "inactive" or rule.group_by is None:
                 changed.append(state)
         self.a.save_states(changed)
         self.a.add_history(history)
