@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -90,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
             _import_server("peekapi_server.alerts.channels").smtp_settings(smtp_url)
         except ValueError as exc:
             raise CliError(f"--smtp-url: {exc}") from None
+    _check_port_free(args.host, args.port)
     shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url
     print(f"peekapi collector on http://{args.host}:{args.port} (database {shown})", file=sys.stderr)
     common = {
@@ -112,6 +114,25 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[config_mod.ENV_SMTP_URL] = smtp_url
         uvicorn.run("peekapi_server.app:app_from_env", factory=True, workers=args.workers, **common)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Raise ``CliError`` when ``host:port`` cannot be listened on (in use, or not an address of this machine).
+
+    uvicorn binds only after the application's start-up, which creates the dashboard's first user and prints its
+    one-time password: a start that then fails to bind would have shown a password for a collector that never ran.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _raise_open_file_limit() -> None:

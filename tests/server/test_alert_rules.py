@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from peekapi_server.alerts.evaluate import Reading, judge
-from peekapi_server.alerts.rules import Channel, Rule, new_webhook_secret
+from peekapi_server.alerts.rules import Channel, Rule, new_webhook_secret, readable
 
 GOOD: dict[str, Any] = {"name": "errors", "metric": "error_rate", "comparison": "above", "threshold": 5}
 
@@ -74,3 +74,16 @@ def test_judging_a_window() -> None:
     spike = Rule.of({**GOOD, "metric": "requests_per_minute", "comparison": "increase", "threshold": 50})
     assert judge(spike, Reading(30, 30.0), Reading(10, 10.0)).value == 200.0
     assert judge(spike, Reading(30, 30.0), None).breach is None  # nothing to compare with
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(52010.0, "52,010"), (5.0, "5"), (0.25, "0.25"), (12.3456, "12.35"), (1e6, "1,000,000"), (-1500.4, "-1,500")],
+)
+def test_figures_for_people_have_no_exponent(value: float, text: str) -> None:
+    assert readable(value) == text
+
+
+def test_a_rules_description_spells_its_threshold_for_people() -> None:
+    spec = {"name": "r", "metric": "requests", "comparison": "above", "threshold": 52010, "window_seconds": 300}
+    assert Rule.of(spec).describe() == "requests above 52,010 over 5 min"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -189,3 +190,20 @@ def test_a_missing_server_extra_names_the_install_command() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_serve_on_a_port_in_use_fails_before_creating_the_first_user(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'peekapi.db'}"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = run("serve", "--database", db, "--port", str(port))
+    assert r.returncode == 2, r.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+    assert "password" not in r.stderr.lower()  # no one-time password shown for a collector that never ran
+    store = open_store(db)
+    try:
+        assert store.count_users() == 0  # the next start creates the first user, and shows its password
+    finally:
+        store.close()

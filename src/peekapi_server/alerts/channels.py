@@ -50,6 +50,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from peekapi_server.config import ServerConfig
 from peekapi_server.store.alerts import StoredChannel
 
+from .rules import readable
+
 logger = logging.getLogger("peekapi_server.alerts")
 
 #: Bytes of a receiver's answer read at most (the start of it goes into the failure reason).
@@ -256,7 +258,7 @@ def _field(value: object, limit: int) -> str:
 
 def _number(value: object) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.4g}"
+        return readable(float(value))
     return "no data"
 
 

@@ -31,7 +31,7 @@ from peekapi_server.config import ServerConfig
 from peekapi_server.store import ReadQuery, Store
 from peekapi_server.store.alerts import AlertState, AlertTables, HistoryRow, StoredRule
 
-from .rules import COUNTS, RATES, Rule
+from .rules import COUNTS, RATES, Rule, readable
 
 logger = logging.getLogger("peekapi_server.alerts")
 
@@ -308,7 +308,7 @@ def notification(settings: ServerConfig, stored: StoredRule, rule: Rule, notice:
     """The outbox payload of one notification (its format: ``peekapi_server.alerts.channels``)."""
     group, kind, state = notice
     where = f" for {group}" if group else ""
-    value = "no data" if state.value is None else f"{state.value:.4g}"
+    value = "no data" if state.value is None else readable(state.value)
     words = {"firing": "FIRING", "resolved": "RESOLVED", "reminder": "STILL FIRING"}[kind]
     return {
         "type": f"alert.{kind}",

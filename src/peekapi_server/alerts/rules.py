@@ -199,7 +199,7 @@ class Rule:
         unit = "%" if self.comparison in ("increase", "decrease") or self.metric in RATES else ""
         against = f" vs the {self.baseline} window" if self.comparison in ("increase", "decrease") else ""
         by = {"increase": "increases by", "decrease": "decreases by"}.get(self.comparison, self.comparison)
-        return f"{self.metric} {by} {self.threshold:g}{unit}{against} over {self.window_seconds // 60} min"
+        return f"{self.metric} {by} {readable(self.threshold)}{unit}{against} over {self.window_seconds // 60} min"
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,16 @@ class Channel:
         elif not re.fullmatch(r"https?://[^\s]+", target) or len(target) > 2048:
             raise ValueError(f"a {self.kind} channel's target is an http(s) URL")
         return replace(self, name=self.name.strip(), target=target)
+
+
+def readable(value: float) -> str:
+    """A figure for people (rule descriptions, notifications): never in exponent form from 0.001 to 10**15,
+    thousands separated from 1,000 up (``52,010``), four significant digits below (``12.35``, ``0.25``)."""
+    if abs(value) >= 1000 and abs(value) < 1e15:
+        return f"{value:,.0f}"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.4g}"
 
 
 def new_webhook_secret() -> str:
