@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import math
 import random
+import stat
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from peekapi_server.events import Event
-from peekapi_server.store import Batch, Project, ReadQuery, Store, StoreError
+from peekapi_server.store import Batch, Project, ReadQuery, Store, StoreError, open_store
 from peekapi_server.store.base import DAY, HOUR
 from peekapi_server.store.sql import TABLES
 
@@ -342,3 +344,14 @@ def test_one_large_write_keeps_every_rollup_table_equal_to_the_raw_events(store:
         assert stored.keys() == expected.keys(), table
         for key, figs in stored.items():
             assert [float(x) for x in figs] == pytest.approx([float(x) for x in expected[key]]), (table, key)
+
+
+def test_a_new_sqlite_database_is_private_to_its_owner(tmp_path: Path) -> None:
+    s = open_store(f"sqlite:///{tmp_path / 'state' / 'peekapi.db'}")
+    try:
+        s.create_project("private")
+    finally:
+        s.close()
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    for path in (tmp_path / "state").iterdir():  # the database, and its -wal and -shm files
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -71,6 +73,17 @@ class _SqliteTx:
         self._conn.executemany(sql, seq)
 
 
+def _create_private(path: Path) -> None:
+    """Create the database's directory (``0700``) and empty file (``0600``) where they do not exist yet: it holds
+    credential hashes and consumer ids (raw ``X-API-Key`` values). SQLite gives its ``-wal`` and ``-shm`` files
+    the database file's mode. Existing ones are left as they are."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(path) != ":memory:":
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SqliteStore(SqlStore):
     """The store on one SQLite file. Writes are serialised by a lock; reads run concurrently (WAL)."""
 
@@ -82,7 +95,7 @@ class SqliteStore(SqlStore):
         super().__init__()
         self.url = url
         self.path = sqlite_path(url)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(self.path)
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
