@@ -58,6 +58,10 @@ def test_channels_are_checked() -> None:
                 Channel("x", "pager", "https://x")):  # fmt: skip
         with pytest.raises(ValueError):
             bad.checked()
+    assert Channel("hook", "webhook", "http://10.0.0.9/h").checked().kind == "webhook"  # an internal receiver
+    for kind in ("slack", "discord"):  # their webhook URL is the credential: https only
+        with pytest.raises(ValueError, match="https URL"):
+            Channel("x", kind, "http://hooks.example.com/services/T0/B0/x").checked()
     assert new_webhook_secret().startswith("whsec_") and new_webhook_secret() != new_webhook_secret()
 
 

@@ -48,6 +48,7 @@ Baseline = Literal["previous", "week"]
 NoData = Literal["keep", "ok", "alert"]
 GroupBy = Literal["endpoint", "consumer"]
 ChannelKind = Literal["webhook", "slack", "discord", "email"]
+_HTTPS_OR_LOOPBACK = r"https://|http://(localhost|127\.0\.0\.1|\[::1\])[:/]"
 State = Literal["inactive", "pending", "firing", "resolved"]
 
 METRICS: tuple[str, ...] = get_args(Metric)
@@ -224,6 +225,10 @@ class Channel:
             target = ", ".join(addresses)
         elif not re.fullmatch(r"https?://[^\s]+", target) or len(target) > 2048:
             raise ValueError(f"a {self.kind} channel's target is an http(s) URL")
+        elif self.kind in ("slack", "discord") and not re.match(_HTTPS_OR_LOOPBACK, target):
+            # Their incoming-webhook URLs are https, and the URL is the credential: never sent in the clear
+            # (plain http only to this machine, for a stand-in receiver).
+            raise ValueError(f"a {self.kind} channel's target is an https URL (its incoming webhook's)")
         return replace(self, name=self.name.strip(), target=target)
 
 
