@@ -32,7 +32,7 @@ from .base import (
     StoreError,
     WriteResult,
 )
-from .credentials import hash_secret, matches, new_secret, prefix_of
+from .credentials import PREFIX_LEN, hash_secret, matches, new_secret, prefix_of
 from .reads import ReadQueries
 from .schema import MIGRATIONS as _MIGRATIONS
 from .schema import VERSION_TABLE, VIEWS, Dialect, latest_version, render, view_fill, view_tables
@@ -212,6 +212,17 @@ class SqlStore(ReadQueries):
     def revoke_credential(self, ident: str, kind: CredentialKind) -> Credential:
         column = "id" if ident.isdigit() else "prefix"
         value: object = int(ident) if ident.isdigit() else prefix_of(ident)
+        label = "ingest key" if kind == "ingest" else "read token"
+        if column == "prefix" and len(ident) < PREFIX_LEN:  # the start of a prefix: it must name one credential
+            with self._tx(False) as tx:
+                found = tx.rows(
+                    "SELECT prefix FROM credentials WHERE kind = ? AND revoked_at IS NULL AND substr(prefix, 1, ?) = ?",
+                    (kind, len(ident), ident),
+                )
+            if len(found) > 1:
+                raise StoreError(f"{ident!r} is the start of {len(found)} active {label}s: give more of it, or the id")
+            if found:
+                value = found[0][0]
         with self._tx(True) as tx:
             changed = tx.run(
                 f"UPDATE credentials SET revoked_at = ? WHERE {column} = ? AND kind = ? AND revoked_at IS NULL",
@@ -223,7 +234,7 @@ class SqlStore(ReadQueries):
                 (value, kind),
             )
         if not rows:
-            raise StoreError(f"no {'ingest key' if kind == 'ingest' else 'read token'} matches {ident!r}")
+            raise StoreError(f"no {label} matches {ident!r} (give its id, its prefix or its start, or the secret)")
         if not changed and rows[0][5] is None:
             raise StoreError(f"could not revoke {ident!r}")
         return Credential(*rows[0])
