@@ -21,11 +21,13 @@ _COUNT: JsonSchema = {"type": "integer", "minimum": 0}
 #: Any text without NUL (which no stored value holds, so a filter holding one is refused).
 _NUL_FREE: JsonSchema = {"type": "string", "pattern": "^[^\\u0000]*$"}
 
-#: A time in a query: epoch seconds, or an ISO-8601 date and time (offset optional: UTC), 1970..9999.
+#: A time in a query: epoch seconds, an ISO-8601 date and time (offset optional: UTC), or a date (its midnight,
+#: UTC), 1970..9999.
 _TIME: JsonSchema = {
     "anyOf": [
         {"type": "integer", "minimum": 0, "maximum": MAX_TIME - 1},
         {"type": "string", "format": "date-time", "pattern": "^(19[7-9][0-9]|[2-9][0-9][0-9][0-9])-"},
+        {"type": "string", "format": "date", "pattern": "^(19[7-9][0-9]|[2-9][0-9][0-9][0-9])-"},
     ]
 }
 

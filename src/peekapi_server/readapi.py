@@ -36,6 +36,7 @@ _MAX_RANGE = 400 * DAY
 #: Times are accepted from 1970-01-01 up to (not including) the year 10000, in epoch seconds.
 MAX_TIME = 253_402_300_800
 _DIGITS = re.compile(r"[0-9]{1,20}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 #: The query parameters every read endpoint takes.
 FILTERS = frozenset({"from", "to", "endpoint", "method", "consumer", "status_class", "limit"})
@@ -48,10 +49,13 @@ class BadQuery(ValueError):
 
 
 def _time(value: str, name: str) -> int:
-    """Epoch seconds from ``value`` (digits, or an ISO-8601 time); :class:`BadQuery` outside 1970..9999."""
+    """Epoch seconds from ``value`` (digits, an ISO-8601 time, or a date: its midnight, UTC); :class:`BadQuery`
+    outside 1970..9999."""
     if _DIGITS.fullmatch(value):
         seconds = int(value)
     else:
+        if _DATE.fullmatch(value):
+            value += "T00:00:00Z"
         ms = parse_timestamp(value, 0, -(2**62), 2**62) if value else None
         if ms is None:
             raise BadQuery(f"{name} must be epoch seconds or an ISO-8601 time, got {value[:100]!r}")

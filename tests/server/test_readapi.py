@@ -133,6 +133,9 @@ def test_iso_times_are_accepted(collector: Collector) -> None:
     start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
     r = collector.get(f"/v1/overview?from={urllib.parse.quote(start)}")
     assert r.status == 200 and r.json()["totals"]["requests"] == 60
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    r = collector.get(f"/v1/overview?from={today}")  # a date: its midnight, UTC
+    assert r.status == 200 and r.json()["start"] == time.time() // 86400 * 86400, r.body
 
 
 def test_openapi_documents_every_endpoint(collector: Collector) -> None:
