@@ -25,19 +25,20 @@ def fingerprint(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()[:8]
 
 
-class Activity:
-    """Counters and rate-limited log lines of one collector process. Thread-safe; no method raises."""
+class QuietLog:
+    """Log lines rate-limited per kind: the first at once, then at most one per ``quiet_seconds``, saying how many
+    were left unsaid. Thread-safe; never raises."""
 
-    def __init__(self, quiet_seconds: float = 10.0) -> None:
+    def __init__(self, log: logging.Logger, quiet_seconds: float = 10.0) -> None:
+        self._log = log
         self._quiet = quiet_seconds
         self._lock = threading.Lock()
         self._last_said: dict[str, float] = {}
         self._unsaid: Counter[str] = Counter()
-        self.events_accepted = 0
-        self.events_rejected = 0
-        self.refused: Counter[int] = Counter()
 
-    def _say(self, kind: str, message: str, *args: object) -> None:
+    def say(self, level: int, kind: str, message: str, *args: object) -> None:
+        """Log ``message % args`` at ``level``, unless a line of ``kind`` was logged less than ``quiet_seconds``
+        ago (then it is counted into the next one)."""
         now = time.monotonic()
         with self._lock:
             last = self._last_said.get(kind)
@@ -49,7 +50,21 @@ class Activity:
         if unsaid:
             message += " (and %d more like it in the last %.0f s)"
             args = (*args, unsaid, self._quiet)
-        logger.warning(message, *args)
+        self._log.log(level, message, *args)
+
+
+class Activity:
+    """Counters and rate-limited log lines of one collector process. Thread-safe; no method raises."""
+
+    def __init__(self, quiet_seconds: float = 10.0) -> None:
+        self._quiet_log = QuietLog(logger, quiet_seconds)
+        self._lock = threading.Lock()
+        self.events_accepted = 0
+        self.events_rejected = 0
+        self.refused: Counter[int] = Counter()
+
+    def _say(self, kind: str, message: str, *args: object) -> None:
+        self._quiet_log.say(logging.WARNING, kind, message, *args)
 
     def request_refused(self, status: int, reason: str, client: str | None, key: str | None = None) -> None:
         """Counts and logs a request answered ``status`` (4xx/503) for ``reason``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from peekapi_server.activity import QuietLog
 from peekapi_server.store import Store
 
 from .buffer import Outcome, Ticket, WriteQueue
@@ -46,6 +47,7 @@ class Writer:
         self.batches_duplicate = 0
         self.batches_refused = 0
         self.transactions = 0
+        self._quiet_log = QuietLog(logger)
 
     def start(self) -> None:
         """Starts the thread."""
@@ -131,6 +133,13 @@ class Writer:
             )
             ticket.settle(Outcome.REFUSED)
             return False
-        logger.error("writing a batch of project %d failed, the client will retry: %r", batch.project_id, exc)
+        # One line per kind of failure every 10 s: with the disk full, every batch fails alike.
+        self._quiet_log.say(
+            logging.ERROR,
+            type(exc).__name__,
+            "writing a batch of project %d failed, the client will retry: %r",
+            batch.project_id,
+            exc,
+        )
         ticket.settle(Outcome.RETRY)
         return True
