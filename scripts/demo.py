@@ -1,7 +1,8 @@
 """The main job on one machine, on the embedded default (SQLite): the collector with its dashboard, an API
 instrumented with peekapi, and traffic, running until Ctrl-C.
 
-1. creates a SQLite database with a project ``demo``, its ingest key and read token, and a dashboard user;
+1. creates a SQLite database with a project ``demo``, its ingest key and read token, two alert rules, and a
+   dashboard user;
 2. starts the collector and dashboard (``peekapi serve``) on 127.0.0.1 (``--port``, default 8787 when free);
 3. backfills ``--hours`` of history through the ingest endpoint, as an SDK would send it (daily rhythm, several
    consumers, errors, slow requests, and an incident: a payment gateway failing for twenty minutes);
@@ -299,10 +300,22 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Stop
 
 
+#: Alert rules the demo creates, without a channel: the Alerts page shows where they stand. They are evaluated from
+#: their creation on (the live traffic stays below them); the form's preview of a new rule replays the backfilled
+#: incident of two hours ago.
+DEMO_RULES = [
+    ("5xx errors", "--metric", "error_rate_5xx", "--above", "5", "--window", "5m", "--for", "2m",
+     "--min-requests", "20", "--recovery", "2", "--group-by", "endpoint"),
+    ("slow p95", "--metric", "p95_ms", "--above", "800", "--window", "5m", "--min-requests", "20"),
+]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=8787, help="the collector's port (default 8787, or any free one)")
-    parser.add_argument("--hours", type=float, default=24.0, help="hours of history to backfill (default 24)")
+    parser.add_argument(
+        "--hours", type=float, default=48.0, help="hours of history to backfill (default 48: a day, and the day before)"
+    )
     parser.add_argument("--per-minute", type=float, default=40.0, help="history: mean requests a minute (40)")
     parser.add_argument("--rate", type=float, default=5.0, help="live requests per second (default 5)")
     parser.add_argument("--seconds", type=float, help="stop after this long (default: run until Ctrl-C)")
@@ -325,6 +338,10 @@ def main() -> int:
             cli("project", "create", PROJECT, "--database", database)
         key = cli("key", "create", PROJECT, "--database", database)
         token = cli("token", "create", PROJECT, "--database", database)
+        rules = cli("alert", "list", "--project", PROJECT, "--database", database)
+        for name, *condition in DEMO_RULES:
+            if name not in rules:  # a kept directory already has them
+                cli("alert", "create", PROJECT, name, *condition, "--database", database)
         password = secrets.token_urlsafe(12)
         action = "password" if (workdir / ".demo-user").exists() else "create"
         cli("user", action, USER, "--password-stdin", "--database", database, stdin=password + "\n")
