@@ -92,6 +92,8 @@ def test_create_a_channel_and_a_rule_through_the_forms_with_its_preview(page: An
     page.goto(f"{dashboard.url}/alerts?project={quote(dashboard.project)}")
     page.click("#new-rule")
     page.wait_for_url("**/alerts/new?**")
+    page.wait_for_selector("#preview-hint")  # nothing typed yet: a prompt, not an error
+    assert page.locator("#preview-error").count() == 0
     page.fill("#rule-name", name)
     page.select_option("#rule-metric", "requests_per_minute")
     page.select_option("#rule-comparison", "above")

@@ -295,6 +295,9 @@ async def update_rule(request: Request, session: Session) -> Response:
     return RedirectResponse(f"/alerts/rule?id={rule_id}", status_code=303)
 
 
+PREVIEW_HINT = "Give a threshold to see when the rule would have fired over the last 24 hours."
+
+
 @page
 async def preview_rule(request: Request, session: Session) -> Response:
     """``POST /alerts/preview``: the preview partial of the form's rule against the project's last 24 hours."""
@@ -304,6 +307,8 @@ async def preview_rule(request: Request, session: Session) -> Response:
     view = await project_view(request, form.get("project", [""])[0])
     if isinstance(view, Response):
         return render("_alert_preview.html", 400, error="There is no such project.", preview=None)
+    if not fields["threshold"].strip():  # a form not filled in yet: a prompt, not an error
+        return render("_alert_preview.html", error=None, preview=None, hint=PREVIEW_HINT)
     try:
         rule = rule_from_fields(fields, [])  # channels do not change what the rule sees
     except ValueError as exc:
