@@ -7,7 +7,6 @@ the reason it had to be dropped. One bad event never affects another: each is en
 
 from __future__ import annotations
 
-import calendar
 import json
 import logging
 import math
@@ -15,7 +14,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .consumer import hash_consumer_id
@@ -32,9 +31,8 @@ MAX_SIZE = 2**40  # bytes (1 TiB): a larger request or response size is not a co
 MAX_LATENCY_MS = 1e9  # milliseconds (about 11.6 days)
 _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP method is an RFC 9110 token
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,]\d+)?(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
 )
-_YEAR_10000 = 253_402_300_800  # epoch seconds of 10000-01-01T00:00:00Z
 MAX_METADATA_DEPTH = 32
 
 _escape = json.encoder.encode_basestring  # the C escaper, non-ASCII kept as is (as ensure_ascii=False)
@@ -89,7 +87,8 @@ COMPACT_LENGTH = len(COMPACT_FIELDS) + 1
 
 
 def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
-    """Return the wire JSON of ``raw`` (a ``RequestEvent``, a mapping or a compact event), tracked at ``tracked_at``.
+    """Return the wire JSON of ``raw`` (a ``RequestEvent`` or a mapping), tracked at ``tracked_at``. A middleware's
+    compact event goes to :func:`encode_compact` instead (a tuple given to ``track()`` is not an event).
 
     Repairs what it can: method upper-cased and cut to 16 characters, path to 2048 (an empty one becomes
     ``/``), consumer id to 256, NUL characters and lone surrogates in text replaced, a missing timestamp set
@@ -101,8 +100,6 @@ def encode_event(raw: object, tracked_at: float, max_event_bytes: int) -> bytes:
     number of at most 1e9 ms, or an event still over ``max_event_bytes`` without metadata. What it sends, our
     collector stores.
     """
-    if type(raw) is tuple and len(raw) == COMPACT_LENGTH:
-        return encode_compact(raw, max_event_bytes)
     return _encode_object(raw, tracked_at, max_event_bytes)
 
 
@@ -150,9 +147,10 @@ def _encode_plain(raw: dict[str, Any], tracked_at: float, max_event_bytes: int) 
         return None
     timestamp = raw.get("timestamp")
     if timestamp:
-        if type(timestamp) is not str or not timestamp_ok(timestamp):
+        normalized = normalized_timestamp(timestamp) if type(timestamp) is str else None
+        if normalized is None:
             return None
-        timestamp_json = _escape(timestamp)
+        timestamp_json = f'"{normalized}"'  # needs no escaping
     else:
         timestamp_json = _timestamp_json(tracked_at)
     latency = raw.get("response_time_ms")
@@ -469,8 +467,8 @@ def _latency(value: object) -> float:
 
 
 def _size(value: object) -> int:
-    if type(value) is int and 0 <= value <= MAX_SIZE:
-        return value
+    if isinstance(value, int) and not isinstance(value, bool):  # any size of int, before float() could overflow
+        return int(value) if 0 <= value <= MAX_SIZE else 0
     number = _number(value)
     if number is None or not 0 <= number <= MAX_SIZE:  # also false for NaN
         return 0
@@ -480,27 +478,27 @@ def _size(value: object) -> int:
 def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int | float | str):
         try:
             return float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number; an int past 1e308
             return None
     return None
 
 
 def _timestamp(value: object, tracked_at: float) -> str:
-    """The event's timestamp: a valid one as given, else the time of ``track()`` (with a warning unless empty)."""
+    """The event's timestamp in UTC, as Python spells it: a valid one given (an ISO-8601 string or a datetime),
+    else the time of ``track()`` (with a warning unless none was given)."""
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        if 0 <= moment.timestamp() < _YEAR_10000:
-            return moment.astimezone(timezone.utc).isoformat()
+        normalized = _utc_text(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
     elif isinstance(value, str) and value:
-        if timestamp_ok(value):
-            return value
+        normalized = normalized_timestamp(value)
     elif value is None or value == "":
         return format_timestamp(tracked_at)
+    else:
+        normalized = None
+    if normalized is not None:
+        return normalized
     _repaired(
         "timestamp",
         "event timestamp %s is not an ISO-8601 time from 1970 to 9999; the time of track() is used",
@@ -509,34 +507,45 @@ def _timestamp(value: object, tracked_at: float) -> str:
     return format_timestamp(tracked_at)
 
 
-def timestamp_ok(value: str) -> bool:
-    """Whether ``value`` is an ISO-8601 time our collector takes: from 1970 to 9999 in UTC, a time without an
-    offset taken as UTC. The spellings of WIRE.md (``Z`` or an offset, 0 to 9 fraction digits, ``T`` or a
-    space), and whatever else ``datetime.fromisoformat`` reads in the same layout. Never raises."""
+def normalized_timestamp(value: str) -> str | None:
+    """``value``, an ISO-8601 time, in UTC as Python spells it (``2026-06-01T11:59:00.123456+00:00``), which every
+    collector reads whatever its Python version; None when it is not such a time from 1970 to 9999 (in UTC).
+
+    Reads the spellings of WIRE.md (``Z`` or an offset, 0 to 9 fraction digits, ``T`` or a space, no offset
+    meaning UTC) and whatever else ``datetime.fromisoformat`` reads in that layout. Never raises.
+    """
     if len(value) > 64:
-        return False
+        return None
     if len(value) >= 19 and value[10] in "Tt " and value[4] == "-" and value[13] == ":":
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
             pass
         else:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=timezone.utc)
-            return 0 <= moment.timestamp() < _YEAR_10000
+            return _utc_text(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
     match = _TIMESTAMP.fullmatch(value.strip())
     if match is None:
-        return False
+        return None
     year, month, day, hour, minute, second = (int(group) for group in match.group(1, 2, 3, 4, 5, 6))
     if not (1 <= month <= 12 and hour <= 23 and minute <= 59 and second <= 60):
-        return False
-    if not 1 <= day <= calendar.monthrange(year, month)[1]:
-        return False
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    if match.group(7):
-        offset = int(match.group(8)) * 3600 + int(match.group(9)) * 60
-        seconds += -offset if match.group(7) == "+" else offset
-    return 0 <= seconds < _YEAR_10000
+        return None
+    fraction, sign, offset_hours, offset_minutes = match.group(7, 8, 9, 10)
+    try:
+        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=timezone.utc)
+    except ValueError:  # no such day, or year 0
+        return None
+    offset = timedelta(hours=int(offset_hours), minutes=int(offset_minutes)) if sign else timedelta()
+    moment += timedelta(seconds=second - moment.second, microseconds=int((fraction or "0").ljust(6, "0")[:6]))
+    return _utc_text(moment - offset if sign == "+" else moment + offset)
+
+
+def _utc_text(moment: datetime) -> str | None:
+    """An aware ``moment`` in UTC, ``isoformat()``-spelled, if it falls from 1970 to 9999; else None."""
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        return None
+    return utc.isoformat() if 1970 <= utc.year <= 9999 else None
 
 
 def _depth_ok(value: object, limit: int) -> bool:

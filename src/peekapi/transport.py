@@ -90,6 +90,7 @@ class HttpTransport:
         self._gzip = False
         self._context: ssl.SSLContext | None = None
         self._aborted = False
+        self._connecting: socket.socket | None = None  # the socket in connect(), for abort() to cut short
 
     def send(self, batch_id: str, body: bytes) -> SendResult:
         """POST one batch body with its id. Blocks up to about twice the timeout. Never raises."""
@@ -176,14 +177,21 @@ class HttpTransport:
         for family, kind, proto, _, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
             check_address(self._endpoint, str(sockaddr[0]))
             sock = socket.socket(family, kind, proto)
+            self._connecting = sock
             try:
+                if self._aborted:
+                    raise OSError("aborted past a deadline")
                 sock.settimeout(timeout if timeout is not None else self._timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.connect(sockaddr)
+                if self._aborted:  # abort() came during connect(): its shutdown may have missed it
+                    raise OSError("aborted past a deadline")
             except OSError as exc:
                 sock.close()
                 last = exc
                 continue
+            finally:
+                self._connecting = None
             return sock
         raise last or OSError(f"could not resolve {host}")
 
@@ -195,10 +203,10 @@ class HttpTransport:
         """
         self._aborted = True
         conn = self._conn
-        sock = conn.sock if conn is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        for sock in (conn.sock if conn is not None else None, self._connecting):
+            if sock is not None:  # a connect() in progress (a blackholed collector) returns at once too
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def resume(self) -> None:
         """Allow requests again after :meth:`abort` (the client goes on after a ``flush_or_spool``). Never raises."""

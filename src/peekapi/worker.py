@@ -19,13 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from .batch import Batch
 from .batcher import Batcher, spool_buffer
 from .buffer import EventBuffer, Latch
 from .config import Settings
 from .handoff import Handoff, spool_batches
 from .lifecycle import block_app_signals
-from .sender import Sender, Transport
+from .sender import RECOVERY_INTERVAL, Sender, Transport
 from .spool import Spool
 from .stats import Stats
 
@@ -55,6 +54,7 @@ class Worker:
         self._batcher = Batcher(settings, buffer, spool=spool, stats=stats, handoff=self._handoff)
         self._sender = Sender(settings, buffer, transport, spool=spool, stats=stats, handoff=self._handoff)
         self._threads: list[threading.Thread] = []
+        self._spooling = 0  # flush_or_spool calls in progress (one nested in another: a second signal)
 
     def start(self) -> None:
         """Start both threads (idempotent). Never raises."""
@@ -88,32 +88,45 @@ class Worker:
         """Like :meth:`flush`, but what is not delivered within ``timeout`` is spooled; both threads go on.
 
         For a moment after which the process may end without atexit (see ``PeekApiClient._flush_or_spool``). A
-        request still unanswered at the deadline gets ``IN_FLIGHT_GRACE``, then is cut short and its batch spooled
-        (sent again later under the same batch id). Events tracked meanwhile are spooled too, until the call
-        returns. True once everything tracked before the call was delivered, spooled or dropped. Blocks up to
-        ``timeout`` + 1.5 s. Like :meth:`stop`, safe from a signal handler.
+        request still unanswered at the deadline gets ``IN_FLIGHT_GRACE``, then is cut short (a connection
+        attempt too) and its batch spooled, to be sent again later under the same batch id; should the sender be
+        stuck even so (a host name that does not resolve), what it holds is spooled from here. Events that fill
+        a batch meanwhile are spooled too. True once everything tracked before the call was delivered, spooled
+        or dropped. Blocks up to ``timeout`` + 1.5 s. Like :meth:`stop`, safe from a signal handler; a call
+        nested in another (a second signal) keeps to the first one's deadline when that is sooner.
         """
-        handoff = self._handoff
-        if handoff.closing:  # stop() has its own deadline
+        if self._handoff.closing:  # stop() has its own deadline
             return self.flush(timeout)
+        handoff = self._handoff  # (closing may be set by stop() from here on)
+        outermost = self._spooling == 0
+        self._spooling += 1
+        deadline = time.monotonic() + timeout
+        if not outermost:
+            deadline = min(deadline, handoff.deadline)
+        handoff.deadline = deadline
         marker = Latch()
-        handoff.deadline = time.monotonic() + timeout
         handoff.flush_requests.append(marker)
         handoff.hurry = True
         handoff.ring()
-        aborted = False
+        cut = False
         try:
-            if marker.wait(timeout + IN_FLIGHT_GRACE):
+            if marker.wait(max(deadline - time.monotonic(), 0.0) + IN_FLIGHT_GRACE):
                 return True
-            aborted = True
+            if handoff.closing:  # stop() began meanwhile: it cuts and rescues on its own deadline
+                return marker.wait(JOIN_GRACE)
+            cut = True
             self._transport.abort()
             handoff.ring()
-            return marker.wait(JOIN_GRACE)
+            if not marker.wait(JOIN_GRACE) and not handoff.closing:
+                self._rescue()
+            return marker.is_set()
         finally:
-            if not handoff.closing:
+            self._spooling -= 1
+            if outermost and not handoff.closing:
                 handoff.deadline = float("inf")
-                if aborted:
-                    self._transport.resume()
+                self._transport.resume()
+                if cut:  # what was just spooled is not sent back to a collector that does not answer, yet
+                    handoff.next_recovery = time.monotonic() + RECOVERY_INTERVAL
 
     def stop(self, deadline: float) -> bool:
         """Deliver everything, then stop both threads; what is not delivered by ``deadline`` is spooled.
@@ -125,6 +138,7 @@ class Worker:
         handoff.deadline = deadline
         handoff.closing = True
         handoff.hurry = True
+        self._transport.resume()  # were it left cut short by a flush_or_spool that this stop interrupted
         handoff.ring()
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
@@ -170,16 +184,28 @@ class Worker:
     def _rescue(self) -> None:
         """Last resort when the sender is stuck past the deadline: spool what it holds from this thread.
 
-        Should the sender still deliver a batch afterwards, its id lets the collector drop the duplicate.
+        Should the sender still deliver a batch afterwards, its id lets the collector drop the duplicate. Past
+        the deadline the batcher spools rather than hands over, so the outbox only gains flush markers meanwhile:
+        those taken here are set once the batches before them are on disk.
         """
         handoff = self._handoff
         held = [handoff.current] if handoff.current is not None else []
-        held += [i for i in list(handoff.outbox) if isinstance(i, Batch)]
+        markers: list[Latch] = []
+        while True:
+            try:
+                item = handoff.outbox.popleft()
+            except IndexError:
+                break
+            if isinstance(item, Latch):
+                markers.append(item)
+            else:
+                held.append(item)
         handoff.current = None
-        handoff.outbox.clear()
         handoff.got_events = handoff.put_events
         self._buffer.held_elsewhere = 0
         spool_batches(self._spool, self._stats, held)
+        for marker in markers:
+            marker.set()
 
     def idle(self) -> bool:
         """Whether every event tracked so far was delivered, spooled or dropped: none in memory, being encoded, in

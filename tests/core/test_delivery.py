@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
 import threading
 import time
@@ -408,3 +410,53 @@ def test_flush_without_time_says_true_when_nothing_waits_and_false_when_somethin
     ]
     assert [e["path"] for e in ingest.events()] == ["/items/1"]
     assert client.shutdown(5)
+
+
+def test_flush_or_spool_cuts_a_connection_attempt_short(options: dict[str, Any]) -> None:
+    """A collector that drops connection attempts (a full accept queue here; a firewall, elsewhere): the sender
+    waits in connect(), which the deadline must cut short too."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):  # fill the accept queue: the kernel then drops further connection attempts
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        client = PeekApiClient({**options, "endpoint": f"http://127.0.0.1:{port}/v1/events", "request_timeout": 30})
+        for i in range(250):
+            client.track(event(i))
+        time.sleep(0.6)  # flush_interval 0.2 s: the sender is in connect()
+        start = time.monotonic()
+        assert client._flush_or_spool(1.0) is False
+        assert time.monotonic() - start < 1.0 + 1.5
+        stats = client.stats()
+        assert (stats["spooled"], stats["in_flight"], stats["queue_depth"]) == (250, 0, 0)
+        assert client.shutdown(2)
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
+
+
+def test_a_shutdown_during_flush_or_spool_delivers_with_its_own_deadline(
+    ingest: IngestServer, options: dict[str, Any]
+) -> None:
+    ingest.default(Answer(200, delay=1.5))  # slow, but it answers
+    errors: list[Exception] = []
+    client = PeekApiClient({**options, "request_timeout": 30, "on_error": errors.append})
+    for i in range(300):
+        client.track(event(i))
+    time.sleep(0.4)  # the first batch is being sent
+    outcome: dict[str, bool] = {}
+    shutdown = threading.Timer(0.2, lambda: outcome.setdefault("shutdown", client.shutdown(30)))
+    shutdown.start()
+    client._flush_or_spool(1.0)  # its deadline passes while shutdown() runs: it must not cut shutdown's requests
+    shutdown.join(30)
+    stats = client.stats()
+    assert outcome == {"shutdown": True}
+    assert (stats["sent"], stats["spooled"], errors) == (300, 0, [])

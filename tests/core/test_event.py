@@ -16,6 +16,7 @@ from peekapi.batch import build_batches
 from peekapi.event import (
     COMPACT_FIELDS,
     DroppedEvent,
+    encode_compact,
     encode_event,
     encode_general,
     format_timestamp,
@@ -25,6 +26,7 @@ from tests.support.ingest import IngestServer
 from tests.support.reliability import report
 
 NOW = 1_764_200_000.5
+EVENT_OK = {"method": "GET", "path": "/a", "status_code": 200, "response_time_ms": 1.0}
 
 
 def encode(raw: object, limit: int = 65_536) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def test_timestamp_is_added_in_utc_iso8601() -> None:
     kept = encode(
         {"method": "GET", "path": "/", "status_code": 200, "response_time_ms": 1, "timestamp": "2026-01-01T00:00:00Z"}
     )
-    assert kept["timestamp"] == "2026-01-01T00:00:00Z"
+    assert kept["timestamp"] == "2026-01-01T00:00:00+00:00"  # the same time, as Python spells it
 
 
 @settings(max_examples=1000, deadline=None)
@@ -269,7 +271,7 @@ def test_a_compact_event_encodes_like_its_resolved_dict_on_every_path(compact: t
     at = compact[-1]
     resolved = dict(zip(COMPACT_FIELDS, resolve_compact(compact)[:-1], strict=True))
     expected = _outcome(lambda: encode_general(resolved, at, 4096))
-    assert _outcome(lambda: encode_event(compact, at, 4096)) == expected
+    assert _outcome(lambda: encode_compact(compact, 4096)) == expected
     drops: list[str] = []
     batches = build_batches(
         [compact], max_count=10, max_bytes=1 << 20, max_event_bytes=4096, on_drop=lambda r, n, why: drops.append(r)
@@ -317,7 +319,7 @@ def test_odd_header_lists_resolve_as_a_dict_of_them_would(headers: list[Any], re
         consumer = hash_consumer_id(text)
     expected = {"method": "GET", "path": "/h", "status_code": 200, "response_time_ms": 1.5, "request_size": size,
                 "response_size": 0, "consumer_id": consumer}  # fmt: skip
-    actual = _outcome(lambda: encode_event(compact, NOW, 65_536))
+    actual = _outcome(lambda: encode_compact(compact, 65_536))
     assert actual == _outcome(lambda: encode_general(expected, NOW, 65_536))
     resolved = dict(zip(COMPACT_FIELDS, resolve_compact(compact)[:-1], strict=True))
     assert actual == _outcome(lambda: encode_general(resolved, NOW, 65_536))
@@ -338,20 +340,21 @@ def test_a_compact_event_with_its_header_list_encodes_like_the_resolved_event(
 ) -> None:
     at = 1_700_000_000.25
     compact = ("get", "/p", 201, 1.5, read, 7, headers, "/p", at)
-    wire = json.loads(encode_event(compact, at, 65_536))
+    wire = json.loads(encode_compact(compact, 65_536))
     assert wire["request_size"] == size and wire["consumer_id"] == consumer
     expected = {"method": "GET", "path": "/p", "status_code": 201, "response_time_ms": 1.5, "request_size": size,
                 "response_size": 7, "consumer_id": consumer, "route": "/p"}  # fmt: skip
-    assert encode_event(compact, at, 65_536) == encode_general(expected, at, 65_536)
+    assert encode_compact(compact, 65_536) == encode_general(expected, at, 65_536)
 
 
 @pytest.mark.parametrize("path", ["/p", "/" + "p" * 5000], ids=["fast path", "repaired"])
 def test_a_compact_head_event_has_no_response_body(path: str) -> None:
     # The middleware counted what the application produced; for HEAD no server sends it.
     compact = ("HEAD", path, 200, 1.5, 0, 12, None, "/p", NOW)
-    assert (encode(compact)["method"], encode(compact)["response_size"]) == ("HEAD", 0)
+    head = json.loads(encode_compact(compact, 65_536))
+    assert (head["method"], head["response_size"]) == ("HEAD", 0)
     get = ("GET", *compact[1:])
-    assert encode(get)["response_size"] == 12
+    assert json.loads(encode_compact(get, 65_536))["response_size"] == 12
     # An event handed to track() is taken as it is.
     plain = {"method": "HEAD", "path": path, "status_code": 200, "response_time_ms": 1.5, "response_size": 12}
     assert encode(plain)["response_size"] == 12
@@ -376,4 +379,35 @@ def test_the_latency_goes_out_to_the_microsecond_on_every_path(latency: float, t
     compact = ("GET", "/l", 200, float(latency), 0, 0, None, None, NOW)
     assert fragment in encode_event(plain, NOW, 4096)  # the fast path (or the general one, from 1e9 up)
     assert fragment in encode_general(plain, NOW, 4096)
-    assert fragment in encode_event(compact, NOW, 4096)
+    assert fragment in encode_compact(compact, 4096)
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("2026-06-01T11:59:00.123Z", "2026-06-01T11:59:00.123000+00:00"),
+        ("2026-06-01T11:59:00.123456789Z", "2026-06-01T11:59:00.123456+00:00"),  # nine digits (Go)
+        ("2026-06-01T13:59:00+02:00", "2026-06-01T11:59:00+00:00"),
+        ("2026-06-01T06:29:00-0530", "2026-06-01T11:59:00+00:00"),
+        ("2026-06-01 11:59:00", "2026-06-01T11:59:00+00:00"),  # no offset: UTC
+        ("2026-06-01t11:59:00,5z", "2026-06-01T11:59:00.500000+00:00"),
+        ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00+00:00"),  # a leap second
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00+00:00"),
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999000+00:00"),
+    ],
+)
+def test_a_given_timestamp_is_sent_in_utc_as_every_collector_reads_it(given: str, sent: str) -> None:
+    """Whatever the SDK's Python version reads, it sends one spelling, which any collector's Python reads too."""
+    wire = json.loads(encode_event({**EVENT_OK, "timestamp": given}, NOW, 4096))
+    assert wire["timestamp"] == sent
+    assert json.loads(encode_general({**EVENT_OK, "timestamp": given}, NOW, 4096))["timestamp"] == sent
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["yesterday", "1969-12-31T23:59:59Z", "1970-01-01T00:30:00+01:00", "10000-01-01T00:00:00Z", "2026-02-30T00:00:00Z",
+     "0000-01-01T00:00:00Z", "2026-06-01T24:00:00Z", "2026-06-01", "x" * 80],
+)  # fmt: skip
+def test_a_timestamp_no_collector_takes_becomes_the_time_of_track(given: str) -> None:
+    wire = json.loads(encode_event({**EVENT_OK, "timestamp": given}, NOW, 4096))
+    assert wire["timestamp"] == format_timestamp(NOW)

@@ -3,8 +3,9 @@
 The collector answers per-event rejections inside a 2xx (``{"accepted": N, "rejected": M}``), which SDKs do not
 read (WIRE.md): an event the SDK sent and the collector rejected would be counted ``sent`` and never stored.
 So every event is encoded by the SDK (``peekapi.event.encode_event``) and then parsed by the collector
-(``peekapi_server.events.parse_event``): either the SDK dropped it (``DroppedEvent``, counted) or the collector
-takes it. Hostile values are generated (hypothesis) and listed (the cases found by a review).
+(``peekapi_server.events.decode_body`` and ``parse_batch``, as its ingest does): either the SDK dropped it
+(``DroppedEvent``, counted) or the collector takes it. Hostile values are generated (hypothesis) and listed
+(the cases found by reviews).
 """
 
 from __future__ import annotations
@@ -18,18 +19,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peekapi.event import DroppedEvent, RequestEvent, encode_event
-from peekapi_server.events import Event, parse_event
+from peekapi.event import DroppedEvent, RequestEvent, encode_compact, encode_event
+from peekapi_server.events import Event, decode_body, parse_batch
 
 NOW = time.time()
 NOW_MS = int(NOW * 1000)
-WINDOW = (NOW_MS - 400 * 86_400_000, NOW_MS + 300_000)  # what the collector clamps to; clamping is not rejecting
+MAX_AGE_MS, MAX_SKEW_MS = 400 * 86_400_000, 300_000  # times outside are clamped: clamping is not rejecting
 
 
 def collector_takes(wire: bytes) -> Event:
-    parsed = parse_event(json.loads(wire), NOW_MS, *WINDOW)
-    assert isinstance(parsed, Event), f"{parsed}: {wire!r}"
-    return parsed
+    """The collector's reading of one event as the SDK sends it, in a batch body, the way its ingest reads it."""
+    body, check_text = decode_body(b"[" + wire + b"]")
+    result = parse_batch(body, NOW_MS, MAX_AGE_MS, MAX_SKEW_MS, check_text)
+    assert result is not None and result.rejected == 0, f"{result}: {wire!r}"
+    (event,) = result.events
+    return event
 
 
 def sent(raw: Any) -> Event | None:
@@ -104,10 +108,24 @@ def test_what_cannot_be_repaired_is_dropped_by_the_sdk(fields: dict[str, Any]) -
 
 def test_a_middlewares_compact_event_with_a_nul_in_its_path_is_repaired() -> None:
     compact = ("GET", "/x\x00y", 404, 1.5, 0, 9, None, None, NOW)
-    assert collector_takes(encode_event(compact, NOW, 65_536)).path == "/x\ufffdy"
+    assert collector_takes(encode_compact(compact, 65_536)).path == "/x\ufffdy"
     odd_status = ("GET", "/x", 42, 1.5, 0, 9, None, None, NOW)
     with pytest.raises(DroppedEvent):
-        encode_event(odd_status, NOW, 65_536)
+        encode_compact(odd_status, 65_536)
+
+
+def test_a_tuple_given_to_track_is_not_taken_for_a_middlewares_compact_event() -> None:
+    looks_compact = ("GET", "/x", 200, 1.5, 0, 9, None, None, 1_733_000_000_000)  # epoch ms last
+    with pytest.raises(DroppedEvent, match="RequestEvent or a mapping"):
+        encode_event(looks_compact, NOW, 65_536)
+
+
+@pytest.mark.parametrize("size", [10**400, -(10**400), 2**1030])
+def test_an_integer_size_past_any_float_is_set_to_0_not_dropped(size: int) -> None:
+    event = sent(base(request_size=size, response_size=size))
+    assert event is not None and (event.request_size, event.response_size) == (0, 0)
+    compact = ("POST", "/x", 200, 1.5, size, 9, [(b"content-length", str(size).encode())], None, NOW)
+    assert collector_takes(encode_compact(compact, 65_536)).request_size == 0
 
 
 def test_a_valid_timestamp_is_sent_as_given() -> None:
