@@ -83,14 +83,19 @@ def _serve(args: argparse.Namespace) -> int:
         raise CliError("SQLite has one writer: use --workers 1, or --database postgresql://... to scale out")
     _raise_open_file_limit()
     # Opening the store here creates or migrates the schema once, before any worker starts.
-    _open_store(url).close()
+    store = _open_store(url)
     public_url = args.public_url or os.environ.get(config_mod.ENV_PUBLIC_URL) or f"http://{args.host}:{args.port}"
     smtp_url = args.smtp_url or os.environ.get(config_mod.ENV_SMTP_URL, "")
-    if smtp_url:
-        try:
-            _import_server("peekapi_server.alerts.channels").smtp_settings(smtp_url)
-        except ValueError as exc:
-            raise CliError(f"--smtp-url: {exc}") from None
+    try:
+        if smtp_url:
+            try:
+                _import_server("peekapi_server.alerts.channels").smtp_settings(smtp_url)
+            except ValueError as exc:
+                raise CliError(f"--smtp-url: {exc}") from None
+        else:
+            _warn_unsendable_email(store)
+    finally:
+        store.close()
     _check_port_free(args.host, args.port)
     shown = url.rsplit("@", maxsplit=1)[-1] if "@" in url else url
     print(f"peekapi collector on http://{args.host}:{args.port} (database {shown})", file=sys.stderr)
@@ -114,6 +119,24 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[config_mod.ENV_SMTP_URL] = smtp_url
         uvicorn.run("peekapi_server.app:app_from_env", factory=True, workers=args.workers, **common)
     return 0
+
+
+def _warn_unsendable_email(store: Store) -> None:
+    """Say on stderr which email channels cannot send, the collector having no SMTP server (``--smtp-url``)."""
+    projects = store.list_projects()
+    with store.alerts(False) as alerts:
+        names = [
+            f"{project.name}/{channel.name}"
+            for project in projects
+            for channel in alerts.channels(project.id)
+            if channel.kind == "email"
+        ]
+    if names:
+        print(
+            f"warning: no --smtp-url (or $PEEKAPI_SMTP_URL): the email channel(s) {', '.join(names)} cannot send; "
+            "their notifications fail (each rule's page says so)",
+            file=sys.stderr,
+        )
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -207,3 +207,15 @@ def test_serve_on_a_port_in_use_fails_before_creating_the_first_user(tmp_path: P
         assert store.count_users() == 0  # the next start creates the first user, and shows its password
     finally:
         store.close()
+
+
+def test_serve_warns_of_email_channels_it_cannot_send_to(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'peekapi.db'}"
+    assert run("project", "create", "shop", "--database", db).returncode == 0
+    made = run("alert", "channel", "create", "shop", "oncall", "--email", "a@example.com", "--database", db)
+    assert made.returncode == 0, made.stderr
+    with socket.socket() as taken:  # serve then stops at its port check, after the warning
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = run("serve", "--database", db, "--port", str(taken.getsockname()[1]))
+    assert "the email channel(s) shop/oncall cannot send" in r.stderr, r.stderr
