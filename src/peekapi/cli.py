@@ -430,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="peekapi",
         description="PeekAPI: the self-hosted collector and its admin. "
         "Each command says what it does with --help (peekapi serve --help).",
+        epilog="Exit status: 0 done, 1 the operation was refused (a name taken, no such project, key or rule), "
+        "2 the command cannot run as written (a bad option, a missing extra, an unreachable database, a port in use).",
     )
     parser.add_argument("--version", action="version", version=f"peekapi {__version__}")
     db = argparse.ArgumentParser(add_help=False)
