@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
+import shlex
 import socket
 import sys
 import time
@@ -82,9 +84,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and is_sqlite:
         raise CliError("SQLite has one writer: use --workers 1, or --database postgresql://... to scale out")
     _raise_open_file_limit()
+    public_url = args.public_url or os.environ.get(config_mod.ENV_PUBLIC_URL) or f"http://{args.host}:{args.port}"
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public_url):  # it goes into every notification's link
+        raise CliError(f"--public-url must be the dashboard's address, http(s)://host[:port][/path]: {public_url!r}")
     # Opening the store here creates or migrates the schema once, before any worker starts.
     store = _open_store(url)
-    public_url = args.public_url or os.environ.get(config_mod.ENV_PUBLIC_URL) or f"http://{args.host}:{args.port}"
     smtp_url = args.smtp_url or os.environ.get(config_mod.ENV_SMTP_URL, "")
     try:
         if smtp_url:
@@ -210,7 +214,8 @@ def _project(args: argparse.Namespace) -> int:
                 rollup_retention_days=args.rollup_retention_days,
                 endpoint_cap=args.endpoint_cap,
             )
-            print(f"created project {p.name!r} (id {p.id}); create an ingest key with: peekapi key create {p.name}")
+            hint = f"peekapi key create {shlex.quote(p.name)}"
+            print(f"created project {p.name!r} (id {p.id}); create an ingest key with: {hint}")
         else:
             for p in store.list_projects():
                 print(

@@ -35,4 +35,10 @@ class Maintenance:
         except Exception:
             logger.exception("maintenance run failed")
             return
-        logger.info("maintenance: %s", result)
+        logger.info(
+            "maintenance: %d raw events deleted, %d rollup rows compacted, %d deleted, %d batch ids forgotten",
+            result.events_deleted,
+            result.rollups_compacted,
+            result.rollups_deleted,
+            result.batch_ids_deleted,
+        )

@@ -219,3 +219,13 @@ def test_serve_warns_of_email_channels_it_cannot_send_to(tmp_path: Path) -> None
         taken.listen()
         r = run("serve", "--database", db, "--port", str(taken.getsockname()[1]))
     assert "the email channel(s) shop/oncall cannot send" in r.stderr, r.stderr
+
+
+def test_serve_refuses_a_public_url_that_is_not_one(tmp_path: Path) -> None:
+    r = run("serve", "--database", f"sqlite:///{tmp_path / 'p.db'}", "--public-url", "notaurl")
+    assert r.returncode == 2 and "--public-url must be the dashboard's address" in r.stderr, r.stderr
+
+
+def test_the_hint_after_creating_a_project_can_be_pasted(tmp_path: Path) -> None:
+    r = run("project", "create", "my shop", "--database", f"sqlite:///{tmp_path / 'p.db'}")
+    assert r.returncode == 0 and "peekapi key create 'my shop'" in r.stdout, r.stdout
