@@ -19,6 +19,8 @@ class Batch:
     body: bytes
     count: int
     attempts: int = 0
+    #: Spooled by ``Worker._rescue`` while the sender held it: the sender's outcome for it is not counted again.
+    rescued: bool = False
 
     @classmethod
     def of(cls, encoded: list[bytes], batch_id: str | None = None) -> Batch:

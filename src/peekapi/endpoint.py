@@ -18,7 +18,8 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))  # RFC 6052, RFC 8215
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d (deprecated), but still an IPv4 address within
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ def blocked_reason(address: IPAddress) -> str | None:
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address.teredo is not None:
             embedded = address.teredo[1]
-        if embedded is None and address in _NAT64:
+        translated = any(address in net for net in _NAT64) or address in _IPV4_COMPATIBLE
+        if embedded is None and translated and int(address) > 1:  # :: and ::1 are said as such below
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             return blocked_reason(embedded)

@@ -131,6 +131,8 @@ class Sender:
     def _attempt(self, batch: Batch, recovered: bool) -> SendResult | None:
         """One try. None when the batch is settled (delivered or finally rejected), else the failed result."""
         result = self._transport.send(batch.batch_id, batch.body)
+        if batch.rescued:  # spooled meanwhile from another thread (Worker._rescue): settled, counted there
+            return None
         if result.outcome == "delivered":
             self._stats.delivered(batch.count, recovered)
             if self._down:

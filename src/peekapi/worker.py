@@ -122,6 +122,8 @@ class Worker:
             return marker.is_set()
         finally:
             self._spooling -= 1
+            # (A stop() beginning between this check and the next line would find its deadline put off; it stays
+            # bounded all the same: it cuts and rescues on its own clock.)
             if outermost and not handoff.closing:
                 handoff.deadline = float("inf")
                 self._transport.resume()
@@ -200,10 +202,14 @@ class Worker:
                 markers.append(item)
             else:
                 held.append(item)
+        for batch in held:
+            batch.rescued = True  # should the sender come back with it: not counted, retried or spooled again
         handoff.current = None
         handoff.got_events = handoff.put_events
         self._buffer.held_elsewhere = 0
         spool_batches(self._spool, self._stats, held)
+        if not handoff.closing:
+            handoff.hurry = False  # the sender clears it when it sets the last marker; these it will not see
         for marker in markers:
             marker.set()
 

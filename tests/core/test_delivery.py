@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import peekapi.transport
 from peekapi import PeekApiClient, RequestEvent, __version__
 from tests.support.ingest import Answer, IngestServer
 from tests.support.reliability import report
@@ -460,3 +461,37 @@ def test_a_shutdown_during_flush_or_spool_delivers_with_its_own_deadline(
     stats = client.stats()
     assert outcome == {"shutdown": True}
     assert (stats["sent"], stats["spooled"], errors) == (300, 0, [])
+
+
+def test_a_sender_stuck_past_flush_or_spool_has_its_batch_spooled_and_counted_once(
+    ingest: IngestServer, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name lookup cannot be cut short (stood in for here: the first getaddrinfo takes 3 s). What the stuck sender
+    holds is spooled from the waiting thread; when the sender comes back, that batch is neither counted again nor
+    spooled twice, and retry waits are not left cut short."""
+    lookups: list[float] = []
+    real = socket.getaddrinfo
+
+    def slow_first_lookup(*args: Any, **kwargs: Any) -> Any:
+        lookups.append(time.monotonic())
+        if len(lookups) == 1:
+            time.sleep(3.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(peekapi.transport.socket, "getaddrinfo", slow_first_lookup)
+    client = PeekApiClient({**options, "request_timeout": 30})
+    for i in range(100):
+        client.track(event(i))
+    time.sleep(0.5)  # the sender is in the lookup
+    assert client._flush_or_spool(0.5) is False
+    stats = client.stats()
+    assert (stats["spooled"], stats["sent"], stats["in_flight"]) == (100, 0, 0)
+    time.sleep(3.0)  # the lookup returns: the sender delivers what it held, which is not counted twice
+    stats = client.stats()
+    assert (stats["spooled"], stats["sent"], stats["dropped_total"]) == (100, 0, 0)
+    assert client._worker._handoff.hurry is False
+    assert client.shutdown(5)
+    restarted = PeekApiClient(options)  # sends the spool: the same batch id, which the collector stores once
+    eventually(lambda: len(ingest.all_accepted_events()) == 200)
+    assert restarted.shutdown(5)
+    assert sorted(e["path"] for e in ingest.events()) == sorted(f"/items/{i}" for i in range(100))

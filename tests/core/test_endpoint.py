@@ -104,8 +104,11 @@ def test_plain_http_within_a_private_network_when_opted_in() -> None:
         check_address(endpoint, "172.20.0.4")
         with pytest.raises(ConnectionRefusedError, match="refusing plain http"):
             check_address(endpoint, "93.184.216.34")
-    with pytest.raises(ValueError, match="public address"):
-        parse_endpoint("http://93.184.216.34/v1/events", allow_private=True)
+    for public in ("93.184.216.34", "[64:ff9b:1::5db8:d822]", "[::5db8:d822]", "[::ffff:93.184.216.34]"):
+        with pytest.raises(ValueError, match="public address"):  # NAT64, IPv4-compatible, IPv4-mapped spellings too
+            parse_endpoint(f"http://{public}/v1/events", allow_private=True)
+    with pytest.raises(ConnectionRefusedError, match="refusing plain http"):
+        check_address(parse_endpoint("http://collector:8787/v1/events", allow_private=True), "64:ff9b:1::5db8:d822")
     check_address(parse_endpoint("https://ingest.example.com/", allow_private=True), "93.184.216.34")
 
 

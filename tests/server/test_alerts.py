@@ -178,6 +178,9 @@ def test_a_rule_that_never_breached_says_where_it_stands(collector: Collector) -
     assert by_id[quiet].evaluated_at == by_id[per_endpoint].evaluated_at == T0 + 600
     assert by_id[quiet].value == 0.0 and by_id[per_endpoint].state == "inactive"
     assert by_id[fresh.id].evaluated_at is None  # created after the last pass: not evaluated yet
+    with collector.store.alerts(True) as a:  # an edit starts its states again: not evaluated since
+        a.update_rule(quiet, "quiet", Rule.of({**SPIKE, "name": "quiet"}).dumps(), T0 + 640)
+    assert {s.stored.id: s for s in summaries(collector.store, collector.project.id)}[quiet].evaluated_at is None
 
 
 def test_a_spike_against_the_previous_window(collector: Collector) -> None:

@@ -69,8 +69,8 @@ def summarize(stored: StoredRule, states: Sequence[AlertState]) -> Summary:
 
 def _evaluated(stored: StoredRule) -> int | None:
     """The minute a rule was last evaluated at, from its mark (its groups may all be unstored: never breached);
-    None before its first evaluation (the mark is set to the minute it was created in)."""
-    return stored.evaluated_upto if stored.evaluated_upto > stored.created_at // 60 * 60 else None
+    None before its first evaluation since it was created or last edited (an edit starts its states again)."""
+    return stored.evaluated_upto if stored.evaluated_upto > stored.updated_at // 60 * 60 else None
 
 
 def summaries(store: Store, project_id: int | None = None) -> list[Summary]:

@@ -40,6 +40,9 @@ from .tx import Tx
 from .users import Session, User
 
 OTHER_METHOD = "*"
+#: The shortest start of a credential's prefix that ``revoke_credential`` takes: the kind's marker (``ak_live_``,
+#: ``rt_``) and several random characters.
+MIN_PREFIX_START = 12
 OTHER_ROUTE = "(other)"
 _MAX_CACHED_CONSUMERS = 200_000
 
@@ -214,6 +217,10 @@ class SqlStore(ReadQueries):
         value: object = int(ident) if ident.isdigit() else prefix_of(ident)
         label = "ingest key" if kind == "ingest" else "read token"
         if column == "prefix" and len(ident) < PREFIX_LEN:  # the start of a prefix: it must name one credential
+            if len(ident) < MIN_PREFIX_START:  # "", "ak_live_": an unset shell variable must not revoke anything
+                raise StoreError(
+                    f"give the id, or at least {MIN_PREFIX_START} characters of the {label}'s prefix, not {ident!r}"
+                )
             with self._tx(False) as tx:
                 found = tx.rows(
                     "SELECT prefix FROM credentials WHERE kind = ? AND revoked_at IS NULL AND substr(prefix, 1, ?) = ?",
