@@ -1,8 +1,9 @@
-"""The overview's "previous period" line, where only hourly figures are kept (no browser needed).
+"""The overview's series where only hourly or daily figures are kept (no browser needed).
 
-Minute figures older than a day are compacted into hourly ones. The 24-hour view draws 15-minute buckets, so
-its previous day, read at that interval, put each hour's requests in one bucket and none in the three others: a
-sawtooth for steady traffic. It is read at the hour and spread over the chart's buckets instead.
+Minute figures older than a day are compacted into hourly ones, and hourly ones older than a week into daily ones.
+The 24-hour view draws 15-minute buckets, so its previous day put each hour's requests in one bucket and none in
+the three others: a sawtooth for steady traffic (the 30-day view's 6-hour buckets did the same past a week, in the
+current line). Such hours and days are evened out over their buckets.
 """
 
 from __future__ import annotations
@@ -36,19 +37,31 @@ def test_the_previous_day_of_the_24_hour_view_is_drawn_as_steady_as_it_was(store
     data = _series(store, view, now=NOW)
     current, previous = data["current"], data["previous"]
     assert current["interval"] == previous["interval"] == 15 * MINUTE
-    assert previous["spread_from"] == HOUR
+    assert previous["evened_out"] is True and "evened_out" not in current  # the current day: minute figures
     assert len(previous["series"]) == len(current["series"])
     assert [p["t"] for p in previous["series"]] == [p["t"] - DAY for p in current["series"]]
     inner = [p["requests"] for p in previous["series"][4:-4]]  # the partial hours at either end aside
     assert inner and all(r == 3.0 for r in inner), inner  # 12 an hour, 3 per 15 minutes: no sawtooth
     assert sum(p["requests"] for p in previous["series"]) == pytest.approx(previous["totals"]["requests"])
-    assert {p["requests"] for p in current["series"][1:-1]} == {3}  # the current day: minute figures, as they are
+    assert all(p["p50_ms"] == 5.0 and p["error_rate"] == 0.0 for p in previous["series"][4:-4])
+    assert {p["requests"] for p in current["series"][1:-1]} == {3}
+
+
+def test_the_30_day_view_is_even_where_only_days_are_kept(store: Store, project: Project) -> None:
+    store.write_batches([Batch(project.id, None, steady(NOW - 20 * DAY, NOW, 30 * MINUTE))])
+    store.maintain(NOW)  # hours older than a week become days
+    data = _series(store, View(project, "30d", NOW - 30 * DAY, NOW), now=NOW)
+    current = data["current"]
+    assert current["interval"] == 6 * HOUR and current["evened_out"] is True
+    old = [p["requests"] for p in current["series"] if NOW - 19 * DAY <= p["t"] < NOW - 8 * DAY]
+    assert old and set(old) == {12.0}, old  # 48 a day, 12 per 6 hours: not 48 then three empty buckets
+    assert sum(p["requests"] for p in current["series"]) == pytest.approx(current["totals"]["requests"])
 
 
 def test_a_previous_period_kept_by_the_minute_is_read_as_it_is(store: Store, project: Project) -> None:
     store.write_batches([Batch(project.id, None, steady(NOW - 2 * HOUR, NOW, MINUTE))])
     data = _series(store, View(project, "1h", NOW - HOUR, NOW), now=NOW)
-    assert "spread_from" not in data["previous"]
+    assert "evened_out" not in data["previous"]
     assert data["previous"]["interval"] == MINUTE and data["previous"]["totals"]["requests"] == 60
 
 

@@ -34,38 +34,53 @@ def _has_events(store: Store, view: View) -> bool:
 
 
 def _series(store: Store, view: View, now: int | None = None) -> dict[str, Any]:
-    """The figures of the view and of the period just before it, for the charts.
-
-    The period before may lie where only hourly or daily figures are kept (the 24-hour view's previous day, in
-    15-minute buckets): it is then read at that resolution and its requests spread evenly over the chart's
-    buckets (see :func:`_spread`), rather than drawn as one full bucket per hour between empty ones.
-    """
-    previous = view.query(previous=True)
-    stored = stored_resolution(previous.start, int(time.time()) if now is None else now)
-    if stored > previous.interval:
-        coarse = store.overview(view.project.id, view.query(previous=True, interval=stored))
-        previous_figures = _spread(coarse, previous)
-    else:
-        previous_figures = store.overview(view.project.id, previous)
+    """The figures of the view and of the period just before it, for the charts, evened out where only hourly or
+    daily figures are kept (see :func:`_even_out`)."""
+    at = int(time.time()) if now is None else now
     return {
         "view": view.as_json(),
-        "current": store.overview(view.project.id, view.query()),
-        "previous": previous_figures,
+        "current": _even_out(store.overview(view.project.id, view.query()), at),
+        "previous": _even_out(store.overview(view.project.id, view.query(previous=True)), at),
     }
 
 
-def _spread(coarse: dict[str, Any], q: ReadQuery) -> dict[str, Any]:
-    """``coarse`` (an overview read at a multiple of ``q.interval``) with its series on ``q``'s buckets: each
-    bucket's requests divided evenly among the finer buckets of it inside the range (so that they add up to the
-    totals). Only ``t`` and ``requests`` (what the chart draws of the previous period); ``spread_from`` says
-    the interval the figures were kept at."""
-    iv = q.interval
-    first = q.start // iv * iv
-    series: list[dict[str, Any]] = []
-    for point in coarse["series"]:
-        stamps = [t for t in range(point["t"], point["t"] + coarse["interval"], iv) if first <= t < q.end]
-        series += ({"t": t, "requests": point["requests"] / len(stamps)} for t in stamps)
-    return {**coarse, "interval": iv, "spread_from": coarse["interval"], "series": series}
+#: The figures of a series point that add up (spread over the buckets of an hour or a day; the others are kept).
+_COUNTS = ("requests", "errors", "errors_4xx", "errors_5xx", "bytes_in", "bytes_out")
+
+
+def _even_out(figures: dict[str, Any], now: int) -> dict[str, Any]:
+    """``figures`` (an overview) with each hour or day that is kept only whole spread evenly over the series'
+    buckets within it.
+
+    Minute figures older than a day become hourly ones, hourly ones older than a week daily ones
+    (:func:`stored_resolution`): in 15-minute buckets (the 24-hour view) an hour's requests all fall in its first
+    bucket and none in the three others, which draws a false sawtooth for steady traffic. Counts are divided
+    evenly among the buckets of their hour or day in the range (so they still add up to the totals); the error
+    rate is the hour's or day's, and its latencies are repeated. ``evened_out`` says it was done.
+    """
+    iv = int(figures["interval"])
+    series: list[dict[str, Any]] = figures["series"]
+    blocks: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for point in series:
+        kept = stored_resolution(point["t"], now)
+        if kept > iv:
+            blocks.setdefault((kept, point["t"] // kept * kept), []).append(point)
+    evened: dict[int, dict[str, Any]] = {}
+    for points in blocks.values():
+        if len(points) < 2:
+            continue
+        totals = {key: sum(point[key] for point in points) for key in _COUNTS}
+        whole = next((point for point in points if point["requests"]), points[0])  # where the hour's row fell
+        for point in points:
+            evened[point["t"]] = {
+                **whole,
+                "t": point["t"],
+                **{key: totals[key] / len(points) for key in _COUNTS},
+                "error_rate": totals["errors"] / totals["requests"] if totals["requests"] else 0.0,
+            }
+    if not evened:
+        return figures
+    return {**figures, "series": [evened.get(point["t"], point) for point in series], "evened_out": True}
 
 
 def _choices(store: Store, view: View) -> dict[str, Any]:
