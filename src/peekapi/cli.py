@@ -9,7 +9,7 @@ the command handlers, and when it is missing the command says which install comm
     peekapi project list
     peekapi key create PROJECT | key list [--project P] | key revoke ID_OR_PREFIX
     peekapi token create PROJECT | token list [--project P] | token revoke ID_OR_PREFIX
-    peekapi user create NAME [--password-stdin] | user password NAME [--password-stdin]
+    peekapi user create NAME [--password-stdin] | user password NAME [--password-stdin] | user list | user delete NAME
     peekapi alert create PROJECT NAME --metric M (--above|--below|--increase|--decrease) X [options]
     peekapi alert list [--project P] | alert delete PROJECT NAME
     peekapi alert silence PROJECT NAME (--for 2h | --until ISO | --off)
@@ -285,7 +285,20 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _user(args: argparse.Namespace) -> int:
-    """``user create NAME`` and ``user password NAME``: dashboard accounts, passwords hashed with scrypt."""
+    """``user create NAME``, ``user password NAME``, ``user list``, ``user delete NAME``: dashboard accounts,
+    passwords hashed with scrypt."""
+    if args.action in ("list", "delete"):
+        store = _open_store(args.database)
+        try:
+            if args.action == "list":
+                for name, created in store.list_users():
+                    print(f"{name}\tcreated {time.strftime('%Y-%m-%d %H:%M', time.gmtime(created))} UTC")
+            else:
+                store.delete_user(args.name)
+                print(f"deleted dashboard user {args.name!r} (their sessions were ended)", file=sys.stderr)
+        finally:
+            store.close()
+        return 0
     passwords = _import_server("peekapi_server.dashboard.passwords")
     password = _read_password(args.password_stdin)
     try:
@@ -529,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
         u = _command(usub, action, summary, details, [db])
         u.add_argument("name", help="the user's name")
         u.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    _command(usub, "list", "list the dashboard users", "One line each: the name and when it was created.", [db])
+    d = _command(usub, "delete", "delete a dashboard user", "Their open sessions end; the last user stays.", [db])
+    d.add_argument("name", help="the user's name")
     user.set_defaults(handler=_user)
     _alert_parser(sub, db)
     return parser

@@ -229,3 +229,33 @@ def test_serve_refuses_a_public_url_that_is_not_one(tmp_path: Path) -> None:
 def test_the_hint_after_creating_a_project_can_be_pasted(tmp_path: Path) -> None:
     r = run("project", "create", "my shop", "--database", f"sqlite:///{tmp_path / 'p.db'}")
     assert r.returncode == 0 and "peekapi key create 'my shop'" in r.stdout, r.stdout
+
+
+def test_dashboard_users_are_listed_and_deleted_but_never_the_last(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    for name in ("alice", "bob"):
+        made = subprocess.run(
+            [sys.executable, "-m", "peekapi.cli", "user", "create", name, "--password-stdin", "--database", db],
+            input="a long enough password\n", check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    listed = run("user", "list", "--database", db)
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == ["alice", "bob"]
+    store = open_store(db)
+    try:
+        bob = store.get_user("bob")
+        assert bob is not None
+        store.create_session("token-hash", bob.id, "csrf", int(time.time()) + 3600)
+    finally:
+        store.close()
+    deleted = run("user", "delete", "bob", "--database", db)
+    assert deleted.returncode == 0 and "deleted dashboard user 'bob'" in deleted.stderr
+    store = open_store(db)
+    try:
+        assert store.get_user("bob") is None
+        assert store.get_session("token-hash") is None  # their session ended with them
+    finally:
+        store.close()
+    last = run("user", "delete", "alice", "--database", db)
+    assert last.returncode == 1 and "the only dashboard user" in last.stderr
+    assert run("user", "delete", "nobody", "--database", db).returncode == 1

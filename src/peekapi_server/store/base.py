@@ -241,6 +241,14 @@ class Store(abc.ABC):
     def count_users(self) -> int:
         """How many dashboard users exist."""
 
+    @abc.abstractmethod
+    def list_users(self) -> list[tuple[str, int]]:
+        """Every dashboard user's name and creation time (epoch seconds), by name."""
+
+    @abc.abstractmethod
+    def delete_user(self, name: str) -> None:
+        """Removes a dashboard user and ends their sessions; :class:`StoreError` for an unknown user or the last."""
+
     # -- alerts ------------------------------------------------------------------------------------
     @abc.abstractmethod
     def alerts(self, write: bool) -> AbstractContextManager[AlertTables]:

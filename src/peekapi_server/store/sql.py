@@ -586,6 +586,14 @@ class SqlStore(ReadQueries):
         with self._tx(False) as tx:
             return users.count_users(tx)
 
+    def list_users(self) -> list[tuple[str, int]]:
+        with self._tx(False) as tx:
+            return users.list_users(tx)
+
+    def delete_user(self, name: str) -> None:
+        with self._tx(True) as tx:
+            users.delete_user(tx, name)
+
     @contextmanager
     def alerts(self, write: bool) -> Iterator[AlertTables]:
         with self._tx(write) as tx:

@@ -68,6 +68,23 @@ def set_user_password(tx: Tx, name: str, password_hash: str) -> None:
     tx.run("DELETE FROM sessions WHERE user_id = ?", (rows[0][0],))
 
 
+def list_users(tx: Tx) -> list[tuple[str, int]]:
+    """Every user's name and creation time (epoch seconds), by name."""
+    return [(str(name), int(created)) for name, created in tx.rows("SELECT name, created_at FROM users ORDER BY name")]
+
+
+def delete_user(tx: Tx, name: str) -> None:
+    """Removes a user and ends their sessions; :class:`StoreError` for an unknown user, or for the last one (no
+    one could log in then: create another first)."""
+    rows = tx.rows("SELECT id FROM users WHERE name = ?", (name,))
+    if not rows:
+        raise StoreError(f"no user named {name!r}")
+    if count_users(tx) == 1:
+        raise StoreError(f"{name!r} is the only dashboard user: create another before deleting it")
+    tx.run("DELETE FROM sessions WHERE user_id = ?", (rows[0][0],))
+    tx.run("DELETE FROM users WHERE id = ?", (rows[0][0],))
+
+
 def count_users(tx: Tx) -> int:
     """How many users exist."""
     return int(tx.rows("SELECT COUNT(*) FROM users")[0][0])
