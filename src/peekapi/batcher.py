@@ -141,8 +141,6 @@ class Batcher:
                     handoff.outbox.append(batch)
             handoff.encoding = False
             buffer.held_elsewhere = handoff.in_flight
-            if spill:
-                continue
             if len(buffer) >= size:
                 # More to encode: the sender may start on what is ready (its network I/O overlaps the encoding).
                 handoff.sender_bell.ring()

@@ -33,7 +33,7 @@ _METHOD = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP method is an RF
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
 )
-MAX_METADATA_DEPTH = 32
+MAX_METADATA_DEPTH = 32  # a mapping of scalars is 1 deep; the collector stores no deeper (it imports this)
 
 _escape = json.encoder.encode_basestring  # the C escaper, non-ASCII kept as is (as ensure_ascii=False)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True)
@@ -118,7 +118,7 @@ def encode_general(raw: object, tracked_at: float, max_event_bytes: int) -> byte
     """:func:`encode_event` without its fast path: sanitise into a dict, then JSON-encode it."""
     event = _sanitise(raw, tracked_at)
     metadata = event.pop("metadata", None)
-    if metadata is not None and not _depth_ok(metadata, MAX_METADATA_DEPTH):
+    if metadata is not None and not depth_ok(metadata, MAX_METADATA_DEPTH):
         _repaired("metadata", "event metadata nests deeper than %d; metadata removed", MAX_METADATA_DEPTH)
         metadata = None
     if metadata is not None:
@@ -218,7 +218,9 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
         return None
     if type(latency) is not float or not 0.0 <= latency < 1e9:  # also false for NaN; larger ones: general path
         return None
-    if type(request_size) is not int or request_size < 0 or type(response_size) is not int or response_size < 0:
+    if type(request_size) is not int or type(response_size) is not int:
+        return None
+    if not (0 <= request_size <= MAX_SIZE and 0 <= response_size <= MAX_SIZE):  # else not counts: repaired
         return None
     # An empty path, or a NUL in it (a scanner's %00): the general path repairs them.
     if not 0 < len(path) <= MAX_PATH_LENGTH or "\x00" in path:
@@ -257,19 +259,8 @@ def _encode_fields(  # noqa: PLR0917 - positional on purpose: once per event, in
         if latency_json[-1] == ".":
             latency_json += "0"
     # Most sizes (and every status) are below 1000: their text from a table, instead of formatting the int.
-    # Past MAX_SIZE (not a count): the general path sets 0.
-    if request_size < 1000:
-        request_text = _SMALL_INT_TEXT[request_size]
-    elif request_size <= MAX_SIZE:
-        request_text = str(request_size)
-    else:
-        return None
-    if response_size < 1000:
-        response_text = _SMALL_INT_TEXT[response_size]
-    elif response_size <= MAX_SIZE:
-        response_text = str(response_size)
-    else:
-        return None
+    request_text = _SMALL_INT_TEXT[request_size] if request_size < 1000 else str(request_size)
+    response_text = _SMALL_INT_TEXT[response_size] if response_size < 1000 else str(response_size)
     text = (
         f'{{"method":{method_json},"path":{_escape(path)},"status_code":{_SMALL_INT_TEXT[status]},'
         f'"response_time_ms":{latency_json},"request_size":{request_text},"response_size":{response_text},'
@@ -548,8 +539,10 @@ def _utc_text(moment: datetime) -> str | None:
     return utc.isoformat() if 1970 <= utc.year <= 9999 else None
 
 
-def _depth_ok(value: object, limit: int) -> bool:
-    """Whether ``value`` nests mappings and lists at most ``limit`` deep (a mapping of scalars is 1 deep)."""
+def depth_ok(value: object, limit: int) -> bool:
+    """Whether ``value`` nests mappings and lists at most ``limit`` deep (a mapping of scalars is 1 deep).
+
+    The collector's own check on stored metadata (``peekapi_server.events``), so that both agree."""
     level: list[object] = [value]
     for _ in range(limit + 1):
         nested: list[object] = []

@@ -62,6 +62,22 @@ class Handoff:
         """Whether ``stop()``'s deadline has passed (what is left goes to the spool)."""
         return time.monotonic() >= self.deadline
 
+    def take_outbox(self) -> tuple[list[Batch], list[Latch]]:
+        """Empty the outbox: the batches it held, and the flush markers among them (to set once those batches are
+        on disk). For the sender, and for ``Worker._rescue``; pops one item at a time, so an item appended
+        meanwhile is either taken or left whole."""
+        batches: list[Batch] = []
+        markers: list[Latch] = []
+        while True:
+            try:
+                item = self.outbox.popleft()
+            except IndexError:
+                return batches, markers
+            if isinstance(item, Latch):
+                markers.append(item)
+            else:
+                batches.append(item)
+
     def ring(self) -> None:
         """Wake both threads. Lock-free: safe from a signal handler."""
         self.batcher_bell.ring()

@@ -166,11 +166,7 @@ class Sender:
         report_error(self._settings, DeliveryError(message, result.status, batch.count))
         # The endpoint is down: move what waits in memory to disk too, so a crash cannot lose it.
         handoff = self._handoff
-        waiting: list[Batch] = []
-        markers: list[Latch] = []
-        for _ in range(len(handoff.outbox)):
-            item = handoff.outbox.popleft()
-            (markers if isinstance(item, Latch) else waiting).append(item)  # type: ignore[arg-type]
+        waiting, markers = handoff.take_outbox()
         handoff.got_events += sum(b.count for b in waiting)
         self._buffer.held_elsewhere = handoff.in_flight
         self._to_spool(waiting)

@@ -191,17 +191,8 @@ class Worker:
         those taken here are set once the batches before them are on disk.
         """
         handoff = self._handoff
-        held = [handoff.current] if handoff.current is not None else []
-        markers: list[Latch] = []
-        while True:
-            try:
-                item = handoff.outbox.popleft()
-            except IndexError:
-                break
-            if isinstance(item, Latch):
-                markers.append(item)
-            else:
-                held.append(item)
+        queued, markers = handoff.take_outbox()
+        held = [handoff.current, *queued] if handoff.current is not None else queued
         for batch in held:
             batch.rescued = True  # should the sender come back with it: not counted, retried or spooled again
         handoff.current = None

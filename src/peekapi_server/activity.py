@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
+
+from peekapi.stats import LogThrottle
 
 from .periodic import Periodic
 
@@ -27,29 +28,22 @@ def fingerprint(secret: str) -> str:
 
 class QuietLog:
     """Log lines rate-limited per kind: the first at once, then at most one per ``quiet_seconds``, saying how many
-    were left unsaid. Thread-safe; never raises."""
+    were left unsaid (counted by the SDK's :class:`peekapi.stats.LogThrottle`). Thread-safe; never raises."""
 
     def __init__(self, log: logging.Logger, quiet_seconds: float = 10.0) -> None:
         self._log = log
         self._quiet = quiet_seconds
-        self._lock = threading.Lock()
-        self._last_said: dict[str, float] = {}
-        self._unsaid: Counter[str] = Counter()
+        self._throttle = LogThrottle(quiet_seconds)
 
     def say(self, level: int, kind: str, message: str, *args: object) -> None:
         """Log ``message % args`` at ``level``, unless a line of ``kind`` was logged less than ``quiet_seconds``
         ago (then it is counted into the next one)."""
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_said.get(kind)
-            if last is not None and now - last < self._quiet:
-                self._unsaid[kind] += 1
-                return
-            self._last_said[kind] = now
-            unsaid = self._unsaid.pop(kind, 0)
-        if unsaid:
+        count = self._throttle.allow(kind)
+        if not count:
+            return
+        if count > 1:
             message += " (and %d more like it in the last %.0f s)"
-            args = (*args, unsaid, self._quiet)
+            args = (*args, count - 1, self._quiet)
         self._log.log(level, message, *args)
 
 

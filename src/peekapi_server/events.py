@@ -15,6 +15,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
+from peekapi.event import MAX_METADATA_DEPTH, depth_ok
+
 from .normalize import normalize_path
 
 MAX_METHOD = 16
@@ -22,8 +24,6 @@ MAX_PATH = 2048
 MAX_ROUTE = 2048
 MAX_CONSUMER = 256
 MAX_METADATA_BYTES = 65_536
-#: Nesting depth of ``metadata`` at most (an object holding scalars is depth 1).
-MAX_METADATA_DEPTH = 32
 #: Request and response sizes above this (1 TiB) are rejected: no request is that large, and the rollups add them up
 #: in 64-bit integers.
 MAX_SIZE = 2**40
@@ -150,29 +150,13 @@ def text_ok(value: str) -> bool:
     return True
 
 
-def _depth_ok(value: object, limit: int) -> bool:
-    """True when ``value`` (decoded JSON) nests objects and arrays at most ``limit`` deep."""
-    level: list[object] = [value]
-    for _ in range(limit + 1):
-        nested: list[object] = []
-        for item in level:
-            if isinstance(item, dict):
-                nested.extend(item.values())
-            elif isinstance(item, list):
-                nested.extend(item)
-        if not nested:
-            return True
-        level = nested
-    return False
-
-
 def _metadata(raw: object, check_text: bool) -> str | Rejection | None:
     """The stored form of ``metadata`` (not null): compact JSON text, ``None`` when empty or over the size limit."""
     if not isinstance(raw, dict):
         return Rejection("metadata is not an object")
     if not raw:
         return None
-    if not _depth_ok(raw, MAX_METADATA_DEPTH):
+    if not depth_ok(raw, MAX_METADATA_DEPTH):
         return Rejection(f"metadata nested deeper than {MAX_METADATA_DEPTH}")
     try:
         text = json.dumps(raw, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
